@@ -1,0 +1,3 @@
+module github.com/companion/remediator
+
+go 1.26
