@@ -1,0 +1,30 @@
+# The remediator and companion-api. `make run` starts both on embedded
+# defaults; `make test` installs what the tests need and runs them.
+
+GO        ?= go
+DATA_DIR  ?= ./data
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+STATICCHECK_VERSION ?= 2026.1
+
+.PHONY: all build run test test-short deps lint bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+run: build
+	./bin/remediator serve --config examples/remediator.yml --data-dir $(DATA_DIR)
+
+# deps installs the Debian packages the tests start for real.
+deps:
+	./deploy/test/install-deps.sh
+
+test: deps
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+lint:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin $(DATA_DIR)
