@@ -1,0 +1,107 @@
+package state
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Admission refusal reasons.
+const (
+	ReasonCooldown = "cooldown"
+	ReasonBudget   = "budget"
+)
+
+// runLog is the run history of one target: the start of each run in Unix
+// microseconds, oldest first, and the time after which none of it matters
+// any more. Every store keeps times in microseconds so that all of them,
+// Redis included, decide alike.
+type runLog struct {
+	Runs  []int64 `json:"runs"`
+	Until int64   `json:"until"`
+}
+
+// admit decides whether a run at now fits budget b given the history in log,
+// and returns the history to keep. Runs that can no longer refuse anything
+// are dropped. A run that starts exactly Cooldown after the last one is
+// allowed; a run exactly Window old no longer counts against the budget.
+func admit(log runLog, now time.Time, b Budget) (Admission, runLog) {
+	at := now.UnixMicro()
+	cooldown := b.Cooldown.Microseconds()
+	window := b.Window.Microseconds()
+	keep := max(cooldown, window)
+
+	runs := slices.DeleteFunc(slices.Clone(log.Runs), func(r int64) bool {
+		return r <= at-keep
+	})
+	if cooldown > 0 && len(runs) > 0 {
+		if last := runs[len(runs)-1]; at < last+cooldown {
+			return refuse(ReasonCooldown, last+cooldown), runLog{Runs: runs, Until: log.Until}
+		}
+	}
+	if b.MaxRuns > 0 {
+		first, _ := slices.BinarySearch(runs, at-window+1)
+		inWindow := runs[first:]
+		if len(inWindow) >= b.MaxRuns {
+			// The budget frees up when enough of the runs in the window
+			// have left it to bring the count under MaxRuns.
+			until := inWindow[len(inWindow)-b.MaxRuns] + window
+			return refuse(ReasonBudget, until), runLog{Runs: runs, Until: log.Until}
+		}
+	}
+	if keep == 0 {
+		return Admission{Allowed: true}, runLog{}
+	}
+	i, _ := slices.BinarySearch(runs, at)
+	runs = slices.Insert(runs, i, at)
+	return Admission{Allowed: true}, runLog{Runs: runs, Until: runs[len(runs)-1] + keep}
+}
+
+func refuse(reason string, until int64) Admission {
+	return Admission{Reason: reason, Until: time.UnixMicro(until).UTC()}
+}
+
+// checkBudget rejects a budget that cannot be applied.
+func checkBudget(target string, b Budget) error {
+	switch {
+	case target == "":
+		return errors.New("admit: empty target")
+	case b.Cooldown < 0 || b.Window < 0 || b.MaxRuns < 0:
+		return fmt.Errorf("admit %s: negative budget %+v", target, b)
+	case b.MaxRuns > 0 && b.Window <= 0:
+		return fmt.Errorf("admit %s: budget of %d runs needs a window", target, b.MaxRuns)
+	}
+	return nil
+}
+
+// checkTTL rejects an empty key or a ttl that would expire at once.
+func checkTTL(op, key string, ttl time.Duration) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%s: empty key", op)
+	case ttl < time.Millisecond:
+		return fmt.Errorf("%s %s: ttl %s is under a millisecond", op, key, ttl)
+	}
+	return nil
+}
+
+// checkKV rejects an empty bucket or key.
+func checkKV(op, bucket, key string) error {
+	if bucket == "" || key == "" {
+		return fmt.Errorf("%s %q/%q: empty bucket or key", op, bucket, key)
+	}
+	return nil
+}
+
+// sortNewestFirst orders incidents by when they opened, newest first, and
+// by ID among those opened at the same time so that the order is stable.
+func sortNewestFirst(incs []Incident) {
+	slices.SortFunc(incs, func(a, b Incident) int {
+		if c := b.OpenedAt.Compare(a.OpenedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+}
