@@ -35,6 +35,7 @@ type backend struct {
 func backends() []backend {
 	return []backend{
 		{name: "memory", open: openMemoryHarness},
+		{name: "bolt", persistent: true, open: openBoltHarness},
 	}
 }
 

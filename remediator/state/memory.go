@@ -126,11 +126,8 @@ func (m *Memory) Admit(_ context.Context, target string, now time.Time, b Budget
 // Lock implements Store. An owner that already holds the lock extends it
 // to ttl from now.
 func (m *Memory) Lock(_ context.Context, key, owner string, ttl time.Duration) (bool, error) {
-	if err := checkTTL("lock", key, ttl); err != nil {
+	if err := checkLock(key, owner, ttl); err != nil {
 		return false, err
-	}
-	if owner == "" {
-		return false, fmt.Errorf("lock %s: empty owner", key)
 	}
 	now, err := m.begin()
 	if err != nil {

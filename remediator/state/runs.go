@@ -87,6 +87,14 @@ func checkTTL(op, key string, ttl time.Duration) error {
 	return nil
 }
 
+// checkLock rejects an empty key or owner, or a ttl under a millisecond.
+func checkLock(key, owner string, ttl time.Duration) error {
+	if owner == "" {
+		return fmt.Errorf("lock %s: empty owner", key)
+	}
+	return checkTTL("lock", key, ttl)
+}
+
 // checkKV rejects an empty bucket or key.
 func checkKV(op, bucket, key string) error {
 	if bucket == "" || key == "" {
