@@ -1,0 +1,278 @@
+// Package remediator wires the remediator together: configuration,
+// playbooks, state store, executor, notifier, engine and the HTTP server.
+// cmd/remediator only parses flags and calls into it, so tests can start
+// the whole remediator in-process.
+package remediator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/companion/remediator/notifier"
+	"github.com/companion/remediator/remediator/action"
+	"github.com/companion/remediator/remediator/engine"
+	"github.com/companion/remediator/remediator/playbook"
+	"github.com/companion/remediator/remediator/state"
+)
+
+// Options are what New needs besides the configuration file. Nil fields
+// get the embedded defaults.
+type Options struct {
+	// ConfigPath is the configuration file; empty means defaults.
+	ConfigPath string
+	// Listen and DataDir override the configuration when set.
+	Listen  string
+	DataDir string
+
+	Logger *slog.Logger
+	// Registry collects the remediator's metrics (default: a new one with
+	// the Go and process collectors).
+	Registry *prometheus.Registry
+	// Store is the state store (default: bbolt in the data directory).
+	Store state.Store
+	// Executor carries out actions (default: plan-only).
+	Executor action.Executor
+	// Notifier tells people (default: log and Console).
+	Notifier notifier.Notifier
+	// Console receives one line per notification from the default
+	// notifier; nil means standard output.
+	Console io.Writer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// App is one remediator process.
+type App struct {
+	opts     Options
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	store    state.Store
+	engine   *engine.Engine
+	cfg      atomic.Pointer[Config]
+	reloads  *reloadMetrics
+	reloadMu sync.Mutex
+	closers  []func() error
+}
+
+// New loads the configuration and playbooks and builds the remediator. It
+// fails with every configuration and playbook error at once.
+func New(ctx context.Context, opts Options) (*App, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	cfg, rules, err := loadAll(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Listen != "" {
+		cfg.Listen = opts.Listen
+	}
+	if opts.DataDir != "" {
+		cfg.DataDir = opts.DataDir
+	}
+	a := &App{opts: opts, logger: opts.Logger, registry: opts.Registry}
+	a.cfg.Store(cfg)
+	a.reloads = newReloadMetrics(opts.Registry)
+	a.reloads.success(rules.Playbooks.Len())
+
+	if err := a.openStore(cfg); err != nil {
+		return nil, err
+	}
+	exec := opts.Executor
+	if exec == nil {
+		exec = &action.PlanOnly{}
+	}
+	if _, ok := exec.(*action.PlanOnly); ok {
+		a.logger.Warn("PLAN-ONLY MODE: no cluster is configured; the remediator records what it would do and changes nothing")
+	}
+	n := opts.Notifier
+	if n == nil {
+		out := opts.Console
+		if out == nil {
+			out = os.Stdout
+		}
+		n = &notifier.Log{Logger: a.logger, Out: out}
+	}
+	a.engine = engine.New(a.logger, a.store, exec, n, opts.Registry, rules, engineOptions(cfg, opts))
+	return a, nil
+}
+
+func engineOptions(cfg *Config, opts Options) engine.Options {
+	eo := engine.Options{
+		QueueSize: cfg.Queue.Size,
+		Workers:   cfg.Queue.Workers,
+		DryRun:    cfg.DryRun,
+		Breaker: state.Budget{
+			MaxRuns: cfg.Breaker.MaxRuns,
+			Window:  time.Duration(cfg.Breaker.Window),
+		},
+		Now: opts.Now,
+	}
+	for _, w := range cfg.Maintenance {
+		eo.Maintenance = append(eo.Maintenance, engine.Window{
+			Name: w.Name, Start: w.Start, End: w.End, Namespaces: w.Namespaces,
+		})
+	}
+	if cfg.Prometheus.URL != "" {
+		eo.Query = promQuery(cfg.Prometheus.URL)
+	}
+	return eo
+}
+
+func (a *App) openStore(cfg *Config) error {
+	if a.opts.Store != nil {
+		a.store = a.opts.Store
+		return nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, "remediator.db")
+	st, err := state.OpenBolt(path, state.WithLogger(a.logger))
+	if err != nil {
+		return fmt.Errorf("open state store %s: %w", path, err)
+	}
+	a.store = st
+	a.closers = append(a.closers, st.Close)
+	return nil
+}
+
+// loadAll reads the configuration and the playbooks it names, the same way
+// for serve, check and reload.
+func loadAll(path string) (*Config, *engine.Rules, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := playbook.Load(cfg.PlaybookPatterns()...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, &engine.Rules{Playbooks: set, Namespaces: cfg.NamespaceSet()}, nil
+}
+
+// Check validates the configuration and playbooks exactly as serve loads
+// them, and returns the playbook set.
+func Check(path string) (*Config, *playbook.Set, error) {
+	cfg, rules, err := loadAll(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, rules.Playbooks, nil
+}
+
+// Engine returns the engine, for tests and simulate.
+func (a *App) Engine() *engine.Engine { return a.engine }
+
+// Store returns the state store.
+func (a *App) Store() state.Store { return a.store }
+
+// Config returns the configuration in force.
+func (a *App) Config() *Config { return a.cfg.Load() }
+
+// Reload reads the configuration and playbooks again and swaps the new
+// playbooks and namespace allow-list in atomically. On any error the old
+// ones stay in force. SIGHUP and POST /-/reload both call it.
+func (a *App) Reload(ctx context.Context) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cfg, rules, err := loadAll(a.opts.ConfigPath)
+	if err != nil {
+		a.reloads.failure()
+		a.logger.ErrorContext(ctx, "reload failed, keeping the previous playbooks", "err", err)
+		return err
+	}
+	old := a.cfg.Load()
+	cfg.Listen, cfg.DataDir = old.Listen, old.DataDir
+	a.engine.SetRules(rules)
+	a.cfg.Store(cfg)
+	a.reloads.success(rules.Playbooks.Len())
+	a.logger.InfoContext(ctx, "reloaded", "playbooks", rules.Playbooks.Len())
+	return nil
+}
+
+// Start recovers runs a previous process left unfinished and starts the
+// engine's workers.
+func (a *App) Start(ctx context.Context) {
+	if _, ok := a.store.(*state.Bolt); ok {
+		// Only a single-process store can tell an interrupted run from one
+		// that another replica is running.
+		if n, err := a.engine.RecoverInterrupted(ctx); err != nil {
+			a.logger.ErrorContext(ctx, "recover interrupted runs", "err", err)
+		} else if n > 0 {
+			a.logger.WarnContext(ctx, "marked runs interrupted by the last stop", "runs", n)
+		}
+	}
+	a.engine.Start(ctx)
+}
+
+// Run starts the workers and serves HTTP on the configured address until
+// ctx ends, then shuts down gracefully.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.Config().Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.Config().Listen, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	a.Start(wctx)
+
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.logger.Info("listening", "addr", ln.Addr().String(), "executor", a.engine.Executor().Name())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	stopWorkers()
+	a.engine.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	return nil
+}
+
+// Close releases the state store and whatever else New opened.
+func (a *App) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	return errors.Join(errs...)
+}

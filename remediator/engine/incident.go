@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/alertmanager/template"
+
+	"github.com/companion/remediator/remediator/state"
+)
+
+// lockWait bounds how long an incident update waits for another writer.
+const lockWait = 5 * time.Second
+
+// updateIncident reads, changes and writes one incident under the store's
+// lock, so that replicas and workers never overwrite each other's runs.
+// create builds the incident when it does not exist yet; with create nil a
+// missing incident is left alone and found is false.
+func (e *Engine) updateIncident(ctx context.Context, id string,
+	create func() state.Incident, change func(*state.Incident),
+) (found bool, err error) {
+	owner := fmt.Sprintf("incident-update-%d", time.Now().UnixNano())
+	key := "incident/" + id
+	deadline := time.Now().Add(lockWait)
+	for {
+		ok, err := e.store.Lock(ctx, key, owner, lockWait)
+		if err != nil {
+			return false, fmt.Errorf("lock incident %s: %w", id, err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("lock incident %s: held by another writer for %s: %w",
+				id, lockWait, state.ErrUnavailable)
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("lock incident %s: %w", id, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	defer func() {
+		if uerr := e.store.Unlock(context.WithoutCancel(ctx), key, owner); uerr != nil {
+			e.logger.ErrorContext(ctx, "unlock incident", "incident", id, "err", uerr)
+		}
+	}()
+
+	inc, found, err := e.store.Incident(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("read incident %s: %w", id, err)
+	}
+	if !found {
+		if create == nil {
+			return false, nil
+		}
+		inc = create()
+	}
+	change(&inc)
+	if err := e.store.SaveIncident(ctx, inc); err != nil {
+		return found, fmt.Errorf("save incident %s: %w", id, err)
+	}
+	return true, nil
+}
+
+func newIncident(id, external string, a template.Alert, now time.Time) state.Incident {
+	return state.Incident{
+		ID:           id,
+		Fingerprint:  fingerprint(a),
+		AlertName:    a.Labels["alertname"],
+		Severity:     a.Labels["severity"],
+		Labels:       a.Labels,
+		Annotations:  a.Annotations,
+		StartsAt:     a.StartsAt,
+		GeneratorURL: a.GeneratorURL,
+		ExternalURL:  external,
+		Status:       state.StatusOpen,
+		OpenedAt:     now,
+	}
+}
+
+// openIncident records a queued run in the alert's incident, creating the
+// incident on the first run.
+func (e *Engine) openIncident(ctx context.Context, j job) error {
+	now := e.opts.Now()
+	_, err := e.updateIncident(ctx, j.incident,
+		func() state.Incident { return newIncident(j.incident, j.external, j.alert, now) },
+		func(inc *state.Incident) {
+			for _, r := range inc.Runs {
+				if r.ID == j.runID {
+					return
+				}
+			}
+			inc.Runs = append(inc.Runs, state.Run{
+				ID:       j.runID,
+				Playbook: j.playbook.Name,
+				Target:   j.target.String(),
+				Executor: e.exec.Name(),
+				Result:   ResultQueued,
+				Started:  now,
+			})
+		})
+	return err
+}
+
+// saveRun replaces the run's record in its incident.
+func (e *Engine) saveRun(ctx context.Context, j job, run state.Run) error {
+	_, err := e.updateIncident(ctx, j.incident, nil, func(inc *state.Incident) {
+		for i := range inc.Runs {
+			if inc.Runs[i].ID == run.ID {
+				inc.Runs[i] = run
+				return
+			}
+		}
+		inc.Runs = append(inc.Runs, run)
+	})
+	return err
+}
+
+// RecoverInterrupted marks runs that a previous process queued or started
+// but never finished, so that a restart neither forgets them nor runs them
+// a second time. It returns how many it marked.
+func (e *Engine) RecoverInterrupted(ctx context.Context) (int, error) {
+	incs, err := e.store.Incidents(ctx, true)
+	if err != nil {
+		return 0, fmt.Errorf("list open incidents: %w", err)
+	}
+	n := 0
+	for _, inc := range incs {
+		for _, r := range inc.Runs {
+			if r.Result != ResultQueued && r.Result != ResultRunning {
+				continue
+			}
+			run := r
+			run.Result = ResultInterrupted
+			run.Reason = "the remediator stopped before the run finished; check the target by hand"
+			run.Finished = e.opts.Now()
+			j := job{incident: inc.ID, runID: r.ID}
+			if err := e.saveRun(ctx, j, run); err != nil {
+				return n, err
+			}
+			e.logger.WarnContext(ctx, "run interrupted by restart",
+				"incident", inc.ID, "run", r.ID, "playbook", r.Playbook, "target", r.Target)
+			n++
+		}
+	}
+	return n, nil
+}

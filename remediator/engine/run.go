@@ -1,0 +1,459 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/alertmanager/template"
+
+	"github.com/companion/remediator/notifier"
+	"github.com/companion/remediator/remediator/action"
+	"github.com/companion/remediator/remediator/playbook"
+	"github.com/companion/remediator/remediator/state"
+)
+
+type jobKind int
+
+const (
+	jobRun jobKind = iota
+	jobResolved
+)
+
+type job struct {
+	kind     jobKind
+	runID    string
+	incident string
+	alert    template.Alert
+	external string
+	playbook *playbook.Playbook
+	target   action.Target
+	claimKey string
+}
+
+// Start runs the workers until ctx ends; Wait waits for them.
+func (e *Engine) Start(ctx context.Context) {
+	if !e.started.CompareAndSwap(false, true) {
+		return
+	}
+	for range e.opts.Workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-e.queue:
+					e.do(ctx, j)
+				}
+			}
+		}()
+	}
+}
+
+// Wait blocks until every worker started by Start has returned.
+func (e *Engine) Wait() { e.wg.Wait() }
+
+// RunPending runs every queued job in the calling goroutine and returns
+// when the queue is empty. Simulate uses it with zero workers.
+func (e *Engine) RunPending(ctx context.Context) {
+	for {
+		select {
+		case j := <-e.queue:
+			e.do(ctx, j)
+		default:
+			return
+		}
+	}
+}
+
+func (e *Engine) do(ctx context.Context, j job) {
+	switch j.kind {
+	case jobResolved:
+		e.notify(ctx, notifier.Event{Kind: notifier.Resolved,
+			Incident: e.eventIncident(j), At: e.opts.Now()})
+	case jobRun:
+		e.metrics.inflight.Inc()
+		defer e.metrics.inflight.Dec()
+		e.run(ctx, j)
+	}
+}
+
+// run executes one playbook run from guards to its last step.
+func (e *Engine) run(ctx context.Context, j job) {
+	rec := state.Run{
+		ID:       j.runID,
+		Playbook: j.playbook.Name,
+		Target:   j.target.String(),
+		Executor: e.exec.Name(),
+		Started:  e.opts.Now(),
+	}
+	log := e.logger.With("incident", j.incident, "run", j.runID,
+		"playbook", j.playbook.Name, "target", rec.Target)
+
+	reason, detail, err := e.admit(ctx, j)
+	if err != nil {
+		// Nothing was done: let a repeat of the alert claim it again.
+		log.ErrorContext(ctx, "guards could not be checked", "err", err)
+		e.release(ctx, j.claimKey)
+		rec.Result, rec.Reason = ResultError, err.Error()
+		e.finishRun(ctx, j, rec)
+		return
+	}
+	if reason != "" {
+		log.InfoContext(ctx, "run skipped by guard", "reason", reason, "detail", detail)
+		e.metrics.alerts.WithLabelValues(OutcomeSkipped, reason).Inc()
+		rec.Result, rec.Reason = ResultSkipped, reason+": "+detail
+		if reason == ReasonApproval {
+			rec.Result = ResultAwaitingApproval
+			e.notify(ctx, notifier.Event{Kind: notifier.NeedsApproval,
+				Incident: e.eventIncident(j), Text: detail, At: e.opts.Now()})
+		}
+		e.finishRun(ctx, j, rec)
+		return
+	}
+
+	lockKey := "target/" + j.target.Key()
+	ok, err := e.store.Lock(ctx, lockKey, j.runID, runTTL(j.playbook))
+	if err != nil || !ok {
+		rec.Result, rec.Reason = ResultSkipped, ReasonLocked+": another run is acting on the target"
+		if err != nil {
+			rec.Result, rec.Reason = ResultError, err.Error()
+		}
+		log.InfoContext(ctx, "run skipped", "reason", rec.Reason)
+		e.finishRun(ctx, j, rec)
+		return
+	}
+	defer func() {
+		if err := e.store.Unlock(context.WithoutCancel(ctx), lockKey, j.runID); err != nil {
+			log.ErrorContext(ctx, "unlock target", "err", err)
+		}
+	}()
+
+	rec.Result = ResultRunning
+	if err := e.saveRun(ctx, j, rec); err != nil {
+		log.ErrorContext(ctx, "record run start", "err", err)
+	}
+	log.InfoContext(ctx, "run started", "executor", e.exec.Name(), "steps", len(j.playbook.Steps))
+	e.notify(ctx, notifier.Event{Kind: notifier.Opened, Incident: e.eventIncident(j),
+		At: e.opts.Now()})
+
+	rec.Result = e.steps(ctx, j, &rec)
+	e.finishRun(ctx, j, rec)
+}
+
+// runTTL is how long the target lock lives: every step's timeout and a
+// margin, so a crashed replica's lock expires by itself.
+func runTTL(pb *playbook.Playbook) time.Duration {
+	ttl := time.Minute
+	for _, s := range pb.Steps {
+		ttl += time.Duration(s.Timeout)
+	}
+	return ttl
+}
+
+// admit applies the guards in order: maintenance, approval, the target's
+// cooldown and budget, then the global circuit breaker. It returns a
+// reason when the run must not act.
+func (e *Engine) admit(ctx context.Context, j job) (reason, detail string, err error) {
+	now := e.opts.Now()
+	for _, w := range e.opts.Maintenance {
+		if w.Covers(now, j.target.Namespace) {
+			return ReasonMaintenance, "maintenance window " + w.Name, nil
+		}
+	}
+	g := j.playbook.Guards
+	if g.NeedsApproval {
+		return ReasonApproval, "the playbook needs a human to approve the run", nil
+	}
+	adm, err := e.store.Admit(ctx, "target/"+j.target.Key(), now, state.Budget{
+		Cooldown: time.Duration(g.Cooldown),
+		MaxRuns:  g.MaxRuns,
+		Window:   time.Duration(g.Window),
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("check cooldown of %s: %w", j.target, err)
+	}
+	if !adm.Allowed {
+		return adm.Reason, fmt.Sprintf("%s on %s until %s", adm.Reason, j.target,
+			adm.Until.UTC().Format(time.RFC3339)), nil
+	}
+	if e.opts.Breaker.MaxRuns > 0 {
+		adm, err := e.store.Admit(ctx, "breaker", now, e.opts.Breaker)
+		if err != nil {
+			return "", "", fmt.Errorf("check circuit breaker: %w", err)
+		}
+		if !adm.Allowed {
+			return ReasonBreaker, fmt.Sprintf(
+				"more than %d runs in %s: automation paused until %s",
+				e.opts.Breaker.MaxRuns, e.opts.Breaker.Window,
+				adm.Until.UTC().Format(time.RFC3339)), nil
+		}
+	}
+	return "", "", nil
+}
+
+// steps runs the playbook's steps in order and returns the run's result.
+func (e *Engine) steps(ctx context.Context, j job, rec *state.Run) string {
+	planOnly := e.planOnly()
+	for i := range j.playbook.Steps {
+		s := &j.playbook.Steps[i]
+		sr, err := e.step(ctx, j, s, planOnly)
+		rec.Steps = append(rec.Steps, sr)
+		e.metrics.stepDuration.WithLabelValues(s.Action).Observe(sr.Duration.Seconds())
+		e.notify(ctx, notifier.Event{Kind: notifier.StepDone, Incident: e.eventIncident(j),
+			Step: &notifier.Step{Name: sr.Name, Action: sr.Action, Result: sr.Result,
+				Summary: sr.Summary, Error: sr.Error},
+			At: e.opts.Now()})
+		if err := e.saveRun(ctx, j, *rec); err != nil {
+			e.logger.ErrorContext(ctx, "record step", "incident", j.incident,
+				"step", s.Name, "err", err)
+		}
+
+		if err == nil {
+			if s.Action == playbook.ActionVerify && !planOnly &&
+				s.OnSuccess == playbook.OnSuccessStop {
+				e.notify(ctx, notifier.Event{Kind: notifier.Verified,
+					Incident: e.eventIncident(j), Text: sr.Summary, At: e.opts.Now()})
+				return ResultSucceeded
+			}
+			continue
+		}
+		switch s.OnFailure {
+		case playbook.OnFailureContinue:
+			continue
+		case playbook.OnFailureEscalate:
+			e.notify(ctx, notifier.Event{Kind: notifier.Escalate, Incident: e.eventIncident(j),
+				Text: fmt.Sprintf("step %s failed: %s", s.Name, sr.Error), At: e.opts.Now()})
+			return ResultEscalated
+		default:
+			e.notify(ctx, notifier.Event{Kind: notifier.Failed, Incident: e.eventIncident(j),
+				Text: fmt.Sprintf("step %s failed: %s", s.Name, sr.Error), At: e.opts.Now()})
+			return ResultFailed
+		}
+	}
+	if planOnly {
+		return ResultPlanned
+	}
+	return ResultSucceeded
+}
+
+func (e *Engine) planOnly() bool {
+	_, ok := e.exec.(*action.PlanOnly)
+	return ok
+}
+
+// step runs one step within its timeout.
+func (e *Engine) step(ctx context.Context, j job, s *playbook.Step, planOnly bool,
+) (state.Step, error) {
+	start := e.opts.Now()
+	sr := state.Step{Name: s.Name, Action: s.Action, Started: start}
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(s.Timeout))
+	defer cancel()
+
+	var (
+		res action.Result
+		err error
+	)
+	switch s.Action {
+	case playbook.ActionVerify:
+		res, err = e.verify(sctx, j, s, planOnly)
+	case playbook.ActionNotify, playbook.ActionEscalate:
+		res, err = e.message(sctx, j, s)
+	default:
+		res, err = e.exec.Execute(sctx, action.Request{
+			Action: action.Type(s.Action),
+			Target: j.target,
+			Params: s.Params(),
+			DryRun: e.opts.DryRun || j.playbook.Guards.DryRun || s.DryRun,
+			RunID:  j.runID,
+		})
+	}
+	sr.Duration = time.Since(start)
+	sr.Summary, sr.Details = res.Summary, res.Details
+	switch {
+	case err != nil:
+		sr.Result, sr.Error = ResultFailed, err.Error()
+	case res.Planned:
+		sr.Result = ResultPlanned
+	case res.DryRun:
+		sr.Result = "dry_run"
+	default:
+		sr.Result = ResultSucceeded
+	}
+	e.logger.InfoContext(ctx, "step finished", "incident", j.incident, "run", j.runID,
+		"playbook", j.playbook.Name, "step", s.Name, "action", s.Action,
+		"target", j.target.String(), "result", sr.Result, "summary", sr.Summary,
+		"terminal", action.IsTerminal(err), "err", sr.Error)
+	return sr, err
+}
+
+// message sends a notify or escalate step.
+func (e *Engine) message(ctx context.Context, j job, s *playbook.Step) (action.Result, error) {
+	text, err := s.RenderMessage(templateData(j.alert))
+	if err != nil {
+		return action.Result{}, action.Terminal(err)
+	}
+	kind := notifier.Message
+	if s.Action == playbook.ActionEscalate {
+		kind = notifier.Escalate
+	}
+	err = e.notifier.Notify(ctx, notifier.Event{Kind: kind, Incident: e.eventIncident(j),
+		Text: text, At: e.opts.Now()})
+	if err != nil {
+		return action.Result{}, fmt.Errorf("%s: %w", s.Action, err)
+	}
+	return action.Result{Summary: "sent: " + truncate(text, 200)}, nil
+}
+
+// verify waits until the alert resolves or, with a query, the query's value
+// is at or under the threshold, before the step's deadline.
+func (e *Engine) verify(ctx context.Context, j job, s *playbook.Step, planOnly bool,
+) (action.Result, error) {
+	what := "alert resolves"
+	if s.Query != "" {
+		what = fmt.Sprintf("%s <= %g", s.Query, *s.Below)
+	}
+	if planOnly {
+		return action.Result{Planned: true,
+			Summary: fmt.Sprintf("would wait up to %s until %s", s.Timeout, what)}, nil
+	}
+	if s.Query != "" && e.opts.Query == nil {
+		return action.Result{}, action.Terminal(errors.New(
+			"verify with a query needs prometheus.url in the configuration"))
+	}
+	resolved := e.resolved.wait(j.incident)
+	defer e.resolved.done(j.incident, resolved)
+	tick := time.NewTicker(e.opts.VerifyInterval)
+	defer tick.Stop()
+	for {
+		ok, val, err := e.checkVerified(ctx, j, s)
+		if err != nil {
+			e.logger.WarnContext(ctx, "verify check failed", "incident", j.incident, "err", err)
+		}
+		if ok {
+			if s.Query != "" {
+				return action.Result{Summary: fmt.Sprintf("verified: %s (value %g)", what, val)}, nil
+			}
+			return action.Result{Summary: "verified: the alert resolved"}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return action.Result{}, fmt.Errorf("verify: not verified within %s: %s",
+				s.Timeout, what)
+		case <-resolved:
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Engine) checkVerified(ctx context.Context, j job, s *playbook.Step,
+) (bool, float64, error) {
+	if s.Query != "" {
+		v, err := e.opts.Query(ctx, s.Query)
+		if err != nil {
+			return false, 0, err
+		}
+		return v <= *s.Below, v, nil
+	}
+	inc, found, err := e.store.Incident(ctx, j.incident)
+	if err != nil || !found {
+		return false, 0, err
+	}
+	return inc.Status == state.StatusResolved, 0, nil
+}
+
+// finishRun records the run's end, counts it and logs it.
+func (e *Engine) finishRun(ctx context.Context, j job, rec state.Run) {
+	rec.Finished = e.opts.Now()
+	ctx = context.WithoutCancel(ctx)
+	if err := e.saveRun(ctx, j, rec); err != nil {
+		e.logger.ErrorContext(ctx, "record run", "incident", j.incident, "err", err)
+	}
+	e.metrics.runs.WithLabelValues(j.playbook.Name, rec.Result).Inc()
+	e.logger.InfoContext(ctx, "run finished", "incident", j.incident, "run", j.runID,
+		"playbook", j.playbook.Name, "target", rec.Target, "result", rec.Result,
+		"reason", rec.Reason, "steps", len(rec.Steps))
+}
+
+// resolve closes the alert's incident and wakes verify steps waiting on it.
+// A resolved alert never starts a run.
+func (e *Engine) resolve(ctx context.Context, base Decision, a template.Alert,
+) ([]Decision, error) {
+	now := e.opts.Now()
+	closed := false
+	found, err := e.updateIncident(ctx, base.Incident, nil, func(inc *state.Incident) {
+		if inc.Status == state.StatusResolved {
+			return
+		}
+		closed = true
+		inc.Status = state.StatusResolved
+		inc.ClosedAt = now
+	})
+	if err != nil {
+		return nil, fmt.Errorf("close incident %s: %w", base.Incident, err)
+	}
+	if !found {
+		return e.decide(ctx, base, OutcomeResolved, "", "no incident was open"), nil
+	}
+	e.resolved.signal(base.Incident)
+	if closed {
+		// The notification is best effort: the incident is already closed.
+		_ = e.enqueue(job{kind: jobResolved, incident: base.Incident, alert: a})
+	}
+	return e.decide(ctx, base, OutcomeResolved, "", "incident closed"), nil
+}
+
+func (e *Engine) notify(ctx context.Context, ev notifier.Event) {
+	if err := e.notifier.Notify(ctx, ev); err != nil {
+		e.logger.WarnContext(ctx, "notification failed", "incident", ev.Incident.ID,
+			"event", string(ev.Kind), "err", err)
+	}
+}
+
+func (e *Engine) eventIncident(j job) notifier.Incident {
+	inc := notifier.Incident{
+		ID:           j.incident,
+		AlertName:    j.alert.Labels["alertname"],
+		Severity:     j.alert.Labels["severity"],
+		Summary:      j.alert.Annotations["summary"],
+		Labels:       j.alert.Labels,
+		Annotations:  j.alert.Annotations,
+		GeneratorURL: j.alert.GeneratorURL,
+		ExternalURL:  j.external,
+		OpenedAt:     j.alert.StartsAt,
+	}
+	if j.playbook != nil {
+		inc.Target = j.target.String()
+		inc.Playbook = j.playbook.Name
+		inc.Chain = j.playbook.Escalation
+		inc.NeedsApproval = j.playbook.Guards.NeedsApproval
+	}
+	return inc
+}
+
+// Window is a maintenance window: no run acts on its namespaces (all, when
+// Namespaces is empty) between Start and End.
+type Window struct {
+	Name       string
+	Start, End time.Time
+	Namespaces []string
+}
+
+// Covers reports whether the window is open at t for namespace ns.
+func (w Window) Covers(t time.Time, ns string) bool {
+	if t.Before(w.Start) || !t.Before(w.End) {
+		return false
+	}
+	if len(w.Namespaces) == 0 {
+		return true
+	}
+	for _, n := range w.Namespaces {
+		if n == ns {
+			return true
+		}
+	}
+	return false
+}

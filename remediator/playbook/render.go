@@ -1,0 +1,154 @@
+package playbook
+
+import (
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/companion/remediator/remediator/action"
+)
+
+// Reasons a target cannot be rendered. They are fixed words, safe as
+// metric label values.
+const (
+	ReasonMissingLabel        = "missing_label"
+	ReasonInvalidTarget       = "invalid_target"
+	ReasonNamespaceNotAllowed = "namespace_not_allowed"
+)
+
+// TargetError says why a playbook's target could not be rendered for an
+// alert. Reason is one of the Reason constants.
+type TargetError struct {
+	Reason string
+	Err    error
+}
+
+func (e *TargetError) Error() string { return e.Err.Error() }
+func (e *TargetError) Unwrap() error { return e.Err }
+
+type targetTemplates struct {
+	namespace, name, pod *template.Template
+}
+
+// Data is what templates see: {{ .Labels.namespace }}, {{ .Annotations.summary }}.
+type Data struct {
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+func parseTemplate(name, text string) (*template.Template, error) {
+	return template.New(name).Option("missingkey=error").Parse(text)
+}
+
+// RenderTarget renders the playbook's target from the alert and checks it:
+// every referenced label must exist, names must be valid Kubernetes names,
+// and the namespace must be in allowed. Label values are untrusted: nothing
+// they contain can widen what the playbook may touch.
+func (pb *Playbook) RenderTarget(d Data, allowed map[string]bool) (action.Target, error) {
+	t := action.Target{Kind: pb.Target.Kind}
+	var err error
+	if t.Namespace, err = render(pb.target.namespace, d); err != nil {
+		return t, err
+	}
+	if t.Name, err = render(pb.target.name, d); err != nil {
+		return t, err
+	}
+	if t.Pod, err = render(pb.target.pod, d); err != nil {
+		return t, err
+	}
+	if msgs := validation.IsDNS1123Label(t.Namespace); len(msgs) > 0 {
+		return t, invalid("namespace", t.Namespace, msgs)
+	}
+	if t.Name != "" {
+		if msgs := validation.IsDNS1123Subdomain(t.Name); len(msgs) > 0 {
+			return t, invalid("name", t.Name, msgs)
+		}
+	}
+	if t.Pod != "" {
+		if msgs := validation.IsDNS1123Subdomain(t.Pod); len(msgs) > 0 {
+			return t, invalid("pod", t.Pod, msgs)
+		}
+	}
+	if !allowed[t.Namespace] {
+		return t, &TargetError{Reason: ReasonNamespaceNotAllowed,
+			Err: fmt.Errorf("namespace %q is not in the allow-list", t.Namespace)}
+	}
+	return t, nil
+}
+
+func render(t *template.Template, d Data) (string, error) {
+	if t == nil {
+		return "", nil
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, d); err != nil {
+		reason := ReasonInvalidTarget
+		if strings.Contains(err.Error(), "no entry for key") {
+			reason = ReasonMissingLabel
+		}
+		return "", &TargetError{Reason: reason,
+			Err: fmt.Errorf("render target %s: %w", t.Name(), err)}
+	}
+	if b.Len() == 0 {
+		return "", &TargetError{Reason: ReasonMissingLabel,
+			Err: fmt.Errorf("render target %s: empty result", t.Name())}
+	}
+	return b.String(), nil
+}
+
+func invalid(field, value string, msgs []string) error {
+	return &TargetError{Reason: ReasonInvalidTarget,
+		Err: fmt.Errorf("target %s %q is not a valid Kubernetes name: %s",
+			field, truncate(value, 80), strings.Join(msgs, "; "))}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+// RenderMessage renders a notify or escalate step's message.
+func (s *Step) RenderMessage(d Data) (string, error) {
+	if s.message == nil {
+		return "", nil
+	}
+	var b strings.Builder
+	if err := s.message.Execute(&b, d); err != nil {
+		return "", fmt.Errorf("render message of step %s: %w", s.Name, err)
+	}
+	return b.String(), nil
+}
+
+// Params turns the step's fields into executor parameters.
+func (s *Step) Params() action.Params {
+	p := action.Params{
+		Replicas:         s.Replicas,
+		Delta:            s.Delta,
+		AllowZero:        s.AllowZero,
+		RaiseHPAMin:      s.RaiseHPAMin,
+		AllowPodDeletion: s.AllowPodDeletion,
+		Timeout:          time.Duration(s.Timeout),
+	}
+	if s.Min != nil {
+		p.Min = *s.Min
+	}
+	if s.Max != nil {
+		p.Max = *s.Max
+	}
+	if s.RestartThreshold != nil {
+		p.RestartThreshold = *s.RestartThreshold
+	}
+	if s.MinReady != nil {
+		p.MinReady = *s.MinReady
+	}
+	return p
+}
