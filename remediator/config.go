@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
+	"github.com/companion/remediator/remediator/playbook"
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -71,8 +71,8 @@ type QueueConfig struct {
 // BreakerConfig is the global circuit breaker: more than MaxRuns runs in
 // Window pauses all automation until the window slides on.
 type BreakerConfig struct {
-	MaxRuns int            `yaml:"max_runs"`
-	Window  model.Duration `yaml:"window"`
+	MaxRuns int               `yaml:"max_runs"`
+	Window  playbook.Duration `yaml:"window"`
 }
 
 // MaintenanceWindow stops runs in its namespaces (all when empty) between
@@ -171,7 +171,7 @@ func (c *Config) applyDefaults() {
 		c.Queue.Workers = 4
 	}
 	if c.Breaker.MaxRuns > 0 && c.Breaker.Window == 0 {
-		c.Breaker.Window = model.Duration(10 * time.Minute)
+		c.Breaker.Window = playbook.Duration(10 * time.Minute)
 	}
 }
 

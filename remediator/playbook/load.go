@@ -161,38 +161,35 @@ func yamlErrors(file string, err error) Errors {
 }
 
 // lineOf follows path (mapping keys, or sequence indexes as digits) from n
-// and returns the line of the node it ends at, or of the deepest node it
-// reached.
+// and returns the line of the key or item it ends at, or of the deepest one
+// it reached.
 func lineOf(n *yaml.Node, path ...string) int {
 	line := n.Line
 	for _, key := range path {
-		next := child(n, key)
+		next, at := child(n, key)
 		if next == nil {
 			return line
 		}
-		n, line = next, next.Line
+		n, line = next, at
 	}
 	return line
 }
 
-func child(n *yaml.Node, key string) *yaml.Node {
+// child returns the value under key in a mapping, or the item at an index
+// in a sequence, and the line where the key or item starts.
+func child(n *yaml.Node, key string) (*yaml.Node, int) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == key {
-				v := n.Content[i+1]
-				if v.Kind == yaml.ScalarNode {
-					// Point at the key: the value may be on the same line.
-					return &yaml.Node{Kind: v.Kind, Line: n.Content[i].Line}
-				}
-				return v
+				return n.Content[i+1], n.Content[i].Line
 			}
 		}
 	case yaml.SequenceNode:
 		i, err := strconv.Atoi(key)
 		if err == nil && i >= 0 && i < len(n.Content) {
-			return n.Content[i]
+			return n.Content[i], n.Content[i].Line
 		}
 	}
-	return nil
+	return nil, 0
 }

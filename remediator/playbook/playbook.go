@@ -7,7 +7,6 @@ import (
 	"text/template"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
-	"github.com/prometheus/common/model"
 )
 
 // Version is the only playbook format version this package reads.
@@ -90,10 +89,10 @@ type Target struct {
 // Guards limit how often and how a playbook acts.
 type Guards struct {
 	// Cooldown is the least time between two runs on one target.
-	Cooldown model.Duration `yaml:"cooldown"`
+	Cooldown Duration `yaml:"cooldown"`
 	// MaxRuns is the most runs on one target within Window; 0 is no limit.
-	MaxRuns int            `yaml:"max_runs"`
-	Window  model.Duration `yaml:"window"`
+	MaxRuns int      `yaml:"max_runs"`
+	Window  Duration `yaml:"window"`
 	// DryRun sends every action with server-side dry run.
 	DryRun bool `yaml:"dry_run"`
 	// NeedsApproval holds the run until a human approves it.
@@ -106,9 +105,9 @@ type Step struct {
 	Name   string `yaml:"name"`
 	Action string `yaml:"action"`
 	// Timeout bounds the step; each action has a default.
-	Timeout   model.Duration `yaml:"timeout"`
-	OnFailure string         `yaml:"on_failure"`
-	DryRun    bool           `yaml:"dry_run"`
+	Timeout   Duration `yaml:"timeout"`
+	OnFailure string   `yaml:"on_failure"`
+	DryRun    bool     `yaml:"dry_run"`
 
 	// scale
 	Replicas    *int32 `yaml:"replicas"`

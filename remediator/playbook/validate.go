@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
-	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -30,7 +29,7 @@ const defaultWindow = 24 * time.Hour
 
 func (pb *Playbook) applyDefaults() {
 	if pb.Guards.MaxRuns > 0 && pb.Guards.Window == 0 {
-		pb.Guards.Window = model.Duration(defaultWindow)
+		pb.Guards.Window = Duration(defaultWindow)
 	}
 	seen := map[string]int{}
 	for i := range pb.Steps {
@@ -49,7 +48,7 @@ func (pb *Playbook) applyDefaults() {
 			s.OnSuccess = OnSuccessStop
 		}
 		if d, ok := defaultTimeouts[s.Action]; ok && s.Timeout == 0 {
-			s.Timeout = model.Duration(d)
+			s.Timeout = Duration(d)
 		}
 	}
 }
