@@ -393,3 +393,6 @@ func (l *decisionLog) list() []Decision {
 	}
 	return out
 }
+
+// Metrics returns the engine's collectors.
+func (e *Engine) Metrics() Metrics { return Metrics{m: e.metrics} }

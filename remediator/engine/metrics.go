@@ -64,3 +64,9 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 		}),
 	}
 }
+
+// Metrics exposes the engine's collectors to tests in other packages.
+type Metrics struct{ m *metrics }
+
+// Runs is remediator_runs_total.
+func (m Metrics) Runs() *prometheus.CounterVec { return m.m.runs }
