@@ -222,12 +222,9 @@ func (s *Bolt) Unlock(_ context.Context, key, owner string) error {
 
 // SaveIncident implements Store.
 func (s *Bolt) SaveIncident(_ context.Context, inc Incident) error {
-	if inc.ID == "" {
-		return errors.New("save incident: empty id")
-	}
-	data, err := json.Marshal(inc)
+	data, err := encodeIncident(inc)
 	if err != nil {
-		return fmt.Errorf("save incident %s: %w", inc.ID, err)
+		return err
 	}
 	return s.update("save incident "+inc.ID, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketIncidents).Put([]byte(inc.ID), data)

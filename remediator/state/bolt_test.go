@@ -14,21 +14,13 @@ import (
 func openBoltHarness(t *testing.T) *harness {
 	clock := newTestClock()
 	path := filepath.Join(t.TempDir(), "data", "state.db")
-	open := func() *Bolt {
+	open := func() Store {
 		s, err := OpenBolt(path, WithClock(clock.Now), WithOpenTimeout(time.Second))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}
-	h := &harness{advance: clock.Add}
-	h.store = open()
-	h.reopen = func(t *testing.T) Store {
-		require.NoError(t, h.store.Close())
-		h.store = open()
-		return h.store
-	}
-	h.down = func(t *testing.T) { require.NoError(t, h.store.Close()) }
-	return h
+	return reopenable(t, open, clock.Add, nil)
 }
 
 // countKeys returns how many entries each top-level bucket holds.

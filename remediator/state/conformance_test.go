@@ -36,6 +36,7 @@ func backends() []backend {
 	return []backend{
 		{name: "memory", open: openMemoryHarness},
 		{name: "bolt", persistent: true, open: openBoltHarness},
+		{name: "redis", persistent: true, open: openRedisHarness},
 	}
 }
 
@@ -48,6 +49,27 @@ func openMemoryHarness(t *testing.T) *harness {
 		advance: clock.Add,
 		down:    func(*testing.T) { require.NoError(t, m.Close()) },
 	}
+}
+
+// reopenable builds the harness of a store that keeps its data: reopen
+// closes the store and calls open again, and down closes the store unless
+// another way is given. open registers its own cleanup.
+func reopenable(
+	t *testing.T,
+	open func() Store,
+	advance func(time.Duration),
+	down func(*testing.T),
+) *harness {
+	h := &harness{store: open(), advance: advance, down: down}
+	h.reopen = func(t *testing.T) Store {
+		require.NoError(t, h.store.Close())
+		h.store = open()
+		return h.store
+	}
+	if h.down == nil {
+		h.down = func(t *testing.T) { require.NoError(t, h.store.Close()) }
+	}
+	return h
 }
 
 // testClock is a clock that moves only when told to.

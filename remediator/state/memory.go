@@ -156,12 +156,9 @@ func (m *Memory) Unlock(_ context.Context, key, owner string) error {
 
 // SaveIncident implements Store.
 func (m *Memory) SaveIncident(_ context.Context, inc Incident) error {
-	if inc.ID == "" {
-		return fmt.Errorf("save incident: empty id")
-	}
-	data, err := json.Marshal(inc)
+	data, err := encodeIncident(inc)
 	if err != nil {
-		return fmt.Errorf("save incident %s: %w", inc.ID, err)
+		return err
 	}
 	if _, err := m.begin(); err != nil {
 		return fmt.Errorf("save incident %s: %w", inc.ID, err)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -101,6 +102,19 @@ func checkKV(op, bucket, key string) error {
 		return fmt.Errorf("%s %q/%q: empty bucket or key", op, bucket, key)
 	}
 	return nil
+}
+
+// encodeIncident checks that inc has an ID and encodes it as every store
+// keeps it, in JSON.
+func encodeIncident(inc Incident) ([]byte, error) {
+	if inc.ID == "" {
+		return nil, errors.New("save incident: empty id")
+	}
+	data, err := json.Marshal(inc)
+	if err != nil {
+		return nil, fmt.Errorf("save incident %s: %w", inc.ID, err)
+	}
+	return data, nil
 }
 
 // sortNewestFirst orders incidents by when they opened, newest first, and
