@@ -3,186 +3,23 @@ package email
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/companion/remediator/notifier"
+	"github.com/companion/remediator/notifier/internal/smtpfake"
 )
-
-// received is one message the test server accepted.
-type received struct {
-	From string
-	To   []string
-	Data []byte
-	TLS  bool
-	User string
-}
-
-// backend is an in-process SMTP server's store: what arrived, and who
-// authenticated (or tried to).
-type backend struct {
-	mu    sync.Mutex
-	msgs  []received
-	auths []string
-	conns int
-}
-
-func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	b.mu.Lock()
-	b.conns++
-	b.mu.Unlock()
-	return &session{b: b, c: c}, nil
-}
-
-func (b *backend) messages() []received {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]received(nil), b.msgs...)
-}
-
-type session struct {
-	b    *backend
-	c    *smtp.Conn
-	user string
-	from string
-	to   []string
-}
-
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (s *session) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		s.b.mu.Lock()
-		s.b.auths = append(s.b.auths, user)
-		s.b.mu.Unlock()
-		if user != "remediator" || pass != "s3cret pass" {
-			return smtp.ErrAuthFailed
-		}
-		s.user = user
-		return nil
-	}), nil
-}
-
-func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error  { s.to = append(s.to, to); return nil }
-func (s *session) Reset()                                      { s.from, s.to = "", nil }
-func (s *session) Logout() error                               { return nil }
-
-func (s *session) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	_, isTLS := s.c.TLSConnectionState()
-	s.b.mu.Lock()
-	defer s.b.mu.Unlock()
-	s.b.msgs = append(s.b.msgs, received{From: s.from, To: s.to, Data: data, TLS: isTLS, User: s.user})
-	return nil
-}
-
-// testCert makes a self-signed certificate for 127.0.0.1 and localhost and
-// writes it as a CA file.
-func testCert(t *testing.T) (tls.Certificate, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtp test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	require.NoError(t, os.WriteFile(caFile, pemBytes, 0o600))
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, caFile
-}
-
-// serverMode is how the test server speaks.
-type serverMode int
-
-const (
-	offerStartTLS serverMode = iota
-	implicitTLS
-	noStartTLS
-)
-
-// startServer starts an SMTP server on a free loopback port. dropFirst
-// connections are closed before the server sees them, as a flaky network.
-func startServer(t *testing.T, mode serverMode, cert tls.Certificate, dropFirst int) (*backend, string) {
-	t.Helper()
-	be := &backend{}
-	srv := smtp.NewServer(be)
-	srv.Domain = "localhost"
-	srv.ReadTimeout, srv.WriteTimeout = 5*time.Second, 5*time.Second
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var ln net.Listener = &flaky{Listener: l, drop: dropFirst}
-	switch mode {
-	case offerStartTLS:
-		srv.TLSConfig = tc
-	case implicitTLS:
-		ln = tls.NewListener(ln, tc)
-	case noStartTLS:
-		srv.AllowInsecureAuth = true
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return be, l.Addr().String()
-}
-
-// flaky closes its first drop connections at once.
-type flaky struct {
-	net.Listener
-	mu   sync.Mutex
-	drop int
-}
-
-func (f *flaky) Accept() (net.Conn, error) {
-	for {
-		c, err := f.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		f.mu.Lock()
-		drop := f.drop > 0
-		f.drop--
-		f.mu.Unlock()
-		if !drop {
-			return c, nil
-		}
-		_ = c.Close()
-	}
-}
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -222,42 +59,41 @@ func newSender(t *testing.T, cfg Config, password string) *Sender {
 }
 
 func TestSend(t *testing.T) {
-	cert, caFile := testCert(t)
 	tests := []struct {
 		name     string
-		mode     serverMode
+		mode     smtpfake.Mode
 		cfg      Config
 		drop     int
 		wantTLS  bool
 		wantUser string
 	}{
 		{
-			name: "starttls then auth then delivery", mode: offerStartTLS,
-			cfg: Config{CAFile: caFile, Username: "remediator", PasswordEnv: "UNUSED"},
-			wantTLS: true, wantUser: "remediator",
+			name: "starttls then auth then delivery", mode: smtpfake.OfferStartTLS,
+			cfg:     Config{Username: smtpfake.Username, PasswordEnv: "UNUSED"},
+			wantTLS: true, wantUser: smtpfake.Username,
 		},
 		{
-			name: "implicit tls", mode: implicitTLS,
-			cfg:     Config{CAFile: caFile, TLS: ImplicitTLS, Username: "remediator", PasswordEnv: "UNUSED"},
-			wantTLS: true, wantUser: "remediator",
+			name: "implicit tls", mode: smtpfake.ImplicitTLS,
+			cfg:     Config{TLS: ImplicitTLS, Username: smtpfake.Username, PasswordEnv: "UNUSED"},
+			wantTLS: true, wantUser: smtpfake.Username,
 		},
 		{
-			name: "plain only when asked", mode: noStartTLS, cfg: Config{TLS: NoTLS},
+			name: "plain only when asked", mode: smtpfake.NoStartTLS, cfg: Config{TLS: NoTLS},
 		},
 		{
-			name: "retried after dropped connections", mode: offerStartTLS, drop: 2,
-			cfg: Config{CAFile: caFile}, wantTLS: true,
+			name: "retried after dropped connections", mode: smtpfake.OfferStartTLS, drop: 2,
+			cfg: Config{}, wantTLS: true,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			be, addr := startServer(t, tt.mode, cert, tt.drop)
-			tt.cfg.Smarthost = addr
-			s := newSender(t, tt.cfg, "s3cret pass")
+			srv := smtpfake.Start(t, tt.mode, tt.drop)
+			tt.cfg.Smarthost, tt.cfg.CAFile = srv.Addr, srv.CAFile
+			s := newSender(t, tt.cfg, smtpfake.Password)
 			to := []string{"oncall@example.com", "Jürgen Groß <juergen@example.com>"}
 			require.NoError(t, s.Send(context.Background(), to, testEvent()))
 
-			msgs := be.messages()
+			msgs := srv.Messages()
 			require.Len(t, msgs, 1)
 			require.Equal(t, tt.wantTLS, msgs[0].TLS)
 			require.Equal(t, tt.wantUser, msgs[0].User)
@@ -336,39 +172,42 @@ func checkMessage(t *testing.T, data []byte) {
 }
 
 func TestSendRefuses(t *testing.T) {
-	cert, caFile := testCert(t)
 	tests := []struct {
 		name    string
-		mode    serverMode
+		mode    smtpfake.Mode
 		cfg     Config
 		want    []string
 		wantErr error
 		// conns is how many connections the server saw: refusals are not
 		// retried.
-		conns int
+		conns     int
+		untrusted bool
 	}{
 		{
-			name: "server without starttls", mode: noStartTLS,
-			cfg:     Config{CAFile: caFile, Username: "remediator", PasswordEnv: "UNUSED"},
+			name: "server without starttls", mode: smtpfake.NoStartTLS,
+			cfg:     Config{Username: smtpfake.Username, PasswordEnv: "UNUSED"},
 			want:    []string{"did not offer STARTTLS", "attempt 1 of 3"},
 			wantErr: ErrNoStartTLS, conns: 1,
 		},
 		{
-			name: "certificate not trusted", mode: offerStartTLS,
-			cfg:  Config{Username: "remediator", PasswordEnv: "UNUSED"},
+			name: "certificate not trusted", mode: smtpfake.OfferStartTLS, untrusted: true,
+			cfg:  Config{Username: smtpfake.Username, PasswordEnv: "UNUSED"},
 			want: []string{"STARTTLS", "certificate"}, conns: 1,
 		},
 		{
-			name: "wrong password", mode: implicitTLS,
-			cfg:  Config{CAFile: caFile, TLS: ImplicitTLS, Username: "remediator", PasswordEnv: "X"},
+			name: "wrong password", mode: smtpfake.ImplicitTLS,
+			cfg:  Config{TLS: ImplicitTLS, Username: smtpfake.Username, PasswordEnv: "X"},
 			want: []string{"authenticate", "attempt 1 of 3"}, conns: 1,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			be, addr := startServer(t, tt.mode, cert, 0)
-			tt.cfg.Smarthost = addr
-			pass := "s3cret pass"
+			srv := smtpfake.Start(t, tt.mode, 0)
+			tt.cfg.Smarthost = srv.Addr
+			if !tt.untrusted {
+				tt.cfg.CAFile = srv.CAFile
+			}
+			pass := smtpfake.Password
 			if tt.name == "wrong password" {
 				pass = "wrong"
 			}
@@ -376,7 +215,7 @@ func TestSendRefuses(t *testing.T) {
 			err := s.Send(context.Background(), []string{"oncall@example.com"}, testEvent())
 			require.Error(t, err)
 			t.Logf("error: %v", err)
-			require.ErrorContains(t, err, "email via "+addr)
+			require.ErrorContains(t, err, "email via "+srv.Addr)
 			for _, w := range tt.want {
 				require.ErrorContains(t, err, w)
 			}
@@ -384,12 +223,10 @@ func TestSendRefuses(t *testing.T) {
 				require.ErrorIs(t, err, tt.wantErr)
 			}
 			require.NotContains(t, err.Error(), pass)
-			require.Empty(t, be.messages(), "nothing was delivered")
-			be.mu.Lock()
-			defer be.mu.Unlock()
-			require.Equal(t, tt.conns, be.conns)
-			if tt.mode == noStartTLS {
-				require.Empty(t, be.auths, "no credentials went out in clear")
+			require.Empty(t, srv.Messages(), "nothing was delivered")
+			require.Equal(t, tt.conns, srv.Conns())
+			if tt.mode == smtpfake.NoStartTLS {
+				require.Empty(t, srv.Auths(), "no credentials went out in clear")
 			}
 		})
 	}

@@ -2,109 +2,23 @@ package slack
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
-	"github.com/slack-go/slack/slacktest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/companion/remediator/notifier"
+	"github.com/companion/remediator/notifier/internal/slackfake"
 	"github.com/companion/remediator/remediator/state"
 )
 
-// call is one request the fake Slack received.
-type call struct {
-	Method    string
-	Channel   string
-	TS        string
-	ThreadTS  string
-	Broadcast bool
-	Text      string
-	Blocks    slack.Blocks
-}
-
-// fakeSlack is slacktest's server with chat.postMessage and chat.update
-// bound to record what was sent. fail, when set, may answer a request
-// instead (the attempt counts from 1 per method).
-type fakeSlack struct {
-	srv   *slacktest.Server
-	mu    sync.Mutex
-	calls []call
-	tries map[string]int
-	seq   int
-	fail  func(method string, attempt int, w http.ResponseWriter) bool
-}
-
-func newFakeSlack(t *testing.T) *fakeSlack {
-	t.Helper()
-	f := &fakeSlack{tries: map[string]int{}}
-	f.srv = slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.postMessage", f.handler("chat.postMessage"))
-		c.Handle("/chat.update", f.handler("chat.update"))
-	})
-	f.srv.Start()
-	t.Cleanup(f.srv.Stop)
-	return f
-}
-
-func (f *fakeSlack) handler(method string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		v, _ := url.ParseQuery(string(body))
-		f.mu.Lock()
-		f.tries[method]++
-		attempt, fail := f.tries[method], f.fail
-		f.mu.Unlock()
-		if fail != nil && fail(method, attempt, w) {
-			return
-		}
-		c := call{
-			Method: method, Channel: v.Get("channel"), TS: v.Get("ts"),
-			ThreadTS: v.Get("thread_ts"), Broadcast: v.Get("reply_broadcast") == "true",
-			Text: v.Get("text"),
-		}
-		if err := json.Unmarshal([]byte(v.Get("blocks")), &c.Blocks); err != nil {
-			http.Error(w, "bad blocks: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		if method == "chat.postMessage" {
-			f.seq++
-			c.TS = fmt.Sprintf("1764860000.%06d", f.seq)
-		}
-		f.calls = append(f.calls, c)
-		f.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"ok": true, "channel": "C0INCIDENTS", "ts": c.TS,
-		})
-	}
-}
-
-func (f *fakeSlack) sent() []call {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]call(nil), f.calls...)
-}
-
-func (f *fakeSlack) attempts(method string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.tries[method]
-}
-
-func testConfig(f *fakeSlack) Config {
-	c := Config{TokenEnv: "X", Channel: "#incidents", APIURL: f.srv.GetAPIURL(),
+func testConfig(f *slackfake.Server) Config {
+	c := Config{TokenEnv: "X", Channel: "#incidents", APIURL: f.URL(),
 		RetryBackoff: 20 * time.Millisecond, RetryFor: 2 * time.Second}
 	c.ApplyDefaults()
 	return c
@@ -122,57 +36,8 @@ func incident() notifier.Incident {
 	}
 }
 
-func headerText(t *testing.T, c call) string {
-	t.Helper()
-	h, ok := c.Blocks.BlockSet[0].(*slack.HeaderBlock)
-	require.True(t, ok, "first block is the header, got %T", c.Blocks.BlockSet[0])
-	return h.Text.Text
-}
-
-// buttons returns the action_id → value (or URL) of every button.
-func buttons(c call) map[string]string {
-	out := map[string]string{}
-	for _, b := range c.Blocks.BlockSet {
-		a, ok := b.(*slack.ActionBlock)
-		if !ok {
-			continue
-		}
-		for _, el := range a.Elements.ElementSet {
-			if btn, ok := el.(*slack.ButtonBlockElement); ok {
-				out[btn.ActionID] = btn.Value + btn.URL
-			}
-		}
-	}
-	return out
-}
-
-// allText is every text of a message's blocks, joined.
-func allText(c call) string {
-	var parts []string
-	for _, b := range c.Blocks.BlockSet {
-		switch b := b.(type) {
-		case *slack.HeaderBlock:
-			parts = append(parts, b.Text.Text)
-		case *slack.SectionBlock:
-			if b.Text != nil {
-				parts = append(parts, b.Text.Text)
-			}
-			for _, f := range b.Fields {
-				parts = append(parts, f.Text)
-			}
-		case *slack.ContextBlock:
-			for _, el := range b.ContextElements.Elements {
-				if tx, ok := el.(*slack.TextBlockObject); ok {
-					parts = append(parts, tx.Text)
-				}
-			}
-		}
-	}
-	return strings.Join(parts, "\n")
-}
-
 func TestOneThreadPerIncident(t *testing.T) {
-	f := newFakeSlack(t)
+	f := slackfake.Start(t)
 	store := state.NewMemory()
 	n := New(testConfig(f), "xoxb-test", store, quiet())
 	ctx := context.Background()
@@ -186,14 +51,14 @@ func TestOneThreadPerIncident(t *testing.T) {
 		"a repeated Opened posts nothing")
 	require.NoError(t, n.Notify(ctx, notifier.Event{Kind: notifier.Resolved, Incident: inc}))
 
-	calls := f.sent()
+	calls := f.Sent()
 	require.Len(t, calls, 5, "head, reply+update, reply+update")
 	head := calls[0]
 	require.Equal(t, "chat.postMessage", head.Method)
 	require.Equal(t, "#incidents", head.Channel)
 	require.Empty(t, head.ThreadTS)
-	require.Contains(t, headerText(t, head), "HighErrorRate: remediating")
-	text := allText(head)
+	require.Contains(t, slackfake.Header(t, head), "HighErrorRate: remediating")
+	text := slackfake.Text(head)
 	for _, want := range []string{"*Severity*\ncritical", "*Target*\ndeployment shop/checkout",
 		"*Playbook*\nhigh-error-rate", "5xx ratio above 5%", "Incident inc-1"} {
 		require.Contains(t, text, want)
@@ -202,26 +67,26 @@ func TestOneThreadPerIncident(t *testing.T) {
 		"remediator_ack":          "ack:inc-1",
 		"remediator_alertmanager": inc.ExternalURL,
 		"remediator_source":       inc.GeneratorURL,
-	}, buttons(head))
+	}, slackfake.Buttons(head))
 
 	reply, update := calls[1], calls[2]
 	require.Equal(t, "chat.postMessage", reply.Method)
 	require.Equal(t, head.TS, reply.ThreadTS, "the step goes into the thread")
-	require.Contains(t, allText(reply), "`restart` (restart): *ok* rolled out 3/3")
+	require.Contains(t, slackfake.Text(reply), "`restart` (restart): *ok* rolled out 3/3")
 	require.Equal(t, "chat.update", update.Method)
 	require.Equal(t, head.TS, update.TS)
 	require.Equal(t, "C0INCIDENTS", update.Channel, "updates use the channel ID Slack returned")
-	require.Contains(t, allText(update), "*Steps*\n• `restart`")
+	require.Contains(t, slackfake.Text(update), "*Steps*\n• `restart`")
 
 	final := calls[4]
 	require.Equal(t, "chat.update", final.Method)
-	require.Contains(t, headerText(t, final), "resolved")
-	require.NotContains(t, buttons(final), "remediator_ack", "nothing to acknowledge any more")
+	require.Contains(t, slackfake.Header(t, final), "resolved")
+	require.NotContains(t, slackfake.Buttons(final), "remediator_ack", "nothing to acknowledge any more")
 	require.Equal(t, head.TS, calls[3].ThreadTS)
 }
 
 func TestApprovalButtons(t *testing.T) {
-	f := newFakeSlack(t)
+	f := slackfake.Start(t)
 	n := New(testConfig(f), "xoxb-test", state.NewMemory(), quiet())
 	inc := incident()
 	inc.NeedsApproval = true
@@ -231,11 +96,11 @@ func TestApprovalButtons(t *testing.T) {
 	require.NoError(t, n.Notify(ctx, notifier.Event{Kind: notifier.NeedsApproval, Incident: inc,
 		Text: "scale to 6 replicas"}))
 
-	calls := f.sent()
+	calls := f.Sent()
 	require.Len(t, calls, 3)
 	want := map[string]string{"remediator_approve": "approve:inc-1", "remediator_deny": "deny:inc-1"}
 	for _, c := range calls {
-		got := buttons(c)
+		got := slackfake.Buttons(c)
 		for id, v := range want {
 			require.Equal(t, v, got[id], "%s of %s", id, c.Method)
 		}
@@ -251,7 +116,7 @@ func TestApprovalButtons(t *testing.T) {
 }
 
 func TestRestartKeepsThreading(t *testing.T) {
-	f := newFakeSlack(t)
+	f := slackfake.Start(t)
 	store := state.NewMemory()
 	ctx := context.Background()
 	inc := incident()
@@ -262,15 +127,15 @@ func TestRestartKeepsThreading(t *testing.T) {
 	require.NoError(t, second.Notify(ctx, notifier.Event{Kind: notifier.Failed, Incident: inc,
 		Text: "rollout did not finish"}))
 
-	calls := f.sent()
+	calls := f.Sent()
 	require.Len(t, calls, 3)
 	require.Equal(t, calls[0].TS, calls[1].ThreadTS)
 	require.Equal(t, calls[0].TS, calls[2].TS)
-	require.Contains(t, headerText(t, calls[2]), "needs a human")
+	require.Contains(t, slackfake.Header(t, calls[2]), "needs a human")
 }
 
 func TestPageMentionsAndBroadcasts(t *testing.T) {
-	f := newFakeSlack(t)
+	f := slackfake.Start(t)
 	n := New(testConfig(f), "xoxb-test", state.NewMemory(), quiet())
 	ctx := context.Background()
 	inc := incident()
@@ -279,29 +144,29 @@ func TestPageMentionsAndBroadcasts(t *testing.T) {
 		Text: "Escalation step 2 of 3 (chain p1): engineering"},
 		[]string{"<@U0ALICE>", "<!subteam^S0ENG>"}))
 
-	calls := f.sent()
+	calls := f.Sent()
 	require.Len(t, calls, 3)
 	page := calls[1]
 	require.True(t, page.Broadcast)
 	require.Equal(t, calls[0].TS, page.ThreadTS)
-	require.Contains(t, allText(page), "<@U0ALICE> <!subteam^S0ENG> please acknowledge")
-	require.Equal(t, "ack:inc-1", buttons(page)["remediator_ack"])
-	require.Contains(t, allText(calls[2]), "*Escalation*\nEscalation step 2 of 3")
+	require.Contains(t, slackfake.Text(page), "<@U0ALICE> <!subteam^S0ENG> please acknowledge")
+	require.Equal(t, "ack:inc-1", slackfake.Buttons(page)["remediator_ack"])
+	require.Contains(t, slackfake.Text(calls[2]), "*Escalation*\nEscalation step 2 of 3")
 }
 
 func TestPageWithoutHeadPostsHeadFirst(t *testing.T) {
-	f := newFakeSlack(t)
+	f := slackfake.Start(t)
 	n := New(testConfig(f), "xoxb-test", state.NewMemory(), quiet())
 	require.NoError(t, n.Page(context.Background(), notifier.Event{Kind: notifier.Escalate,
 		Incident: incident(), Text: "step 1"}, []string{"<!here>"}))
-	calls := f.sent()
+	calls := f.Sent()
 	require.Len(t, calls, 2, "the head, then the page in its thread")
 	require.Empty(t, calls[0].ThreadTS)
 	require.Equal(t, calls[0].TS, calls[1].ThreadTS)
 }
 
 func TestLongAndForeignTextIsCut(t *testing.T) {
-	f := newFakeSlack(t)
+	f := slackfake.Start(t)
 	n := New(testConfig(f), "xoxb-test", state.NewMemory(), quiet())
 	inc := incident()
 	inc.AlertName = strings.Repeat("Größenüberschreitung ", 12)
@@ -313,7 +178,7 @@ func TestLongAndForeignTextIsCut(t *testing.T) {
 	require.NoError(t, n.Notify(ctx, notifier.Event{Kind: notifier.Message, Incident: inc,
 		Text: strings.Repeat("&", 4000)}))
 
-	calls := f.sent()
+	calls := f.Sent()
 	require.Len(t, calls, 3)
 	for _, c := range calls {
 		require.LessOrEqual(t, utf8.RuneCountInString(c.Text), maxFallback)
@@ -333,13 +198,13 @@ func TestLongAndForeignTextIsCut(t *testing.T) {
 			}
 		}
 	}
-	text := allText(calls[0])
+	text := slackfake.Text(calls[0])
 	require.NotContains(t, text, "<!channel>", "alert text cannot mention the channel")
 	require.Contains(t, text, "&lt;!channel&gt;")
 	require.Contains(t, text, "Zähler überläuft\r\nin der Warteschlange 🚨")
 	require.Contains(t, text, "応答時間が長すぎます😱")
 	require.Contains(t, text, "…")
-	reply := allText(calls[1])
+	reply := slackfake.Text(calls[1])
 	require.True(t, strings.HasSuffix(reply, "&amp;…"), "no half entity before the ellipsis")
 }
 
@@ -370,7 +235,7 @@ func TestCut(t *testing.T) {
 func TestRetries(t *testing.T) {
 	tests := []struct {
 		name     string
-		fail     func(method string, attempt int, w http.ResponseWriter) bool
+		fail     slackfake.FailFunc
 		wantErr  string
 		attempts int
 		minTime  time.Duration
@@ -416,8 +281,8 @@ func TestRetries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeSlack(t)
-			f.fail = tt.fail
+			f := slackfake.Start(t)
+			f.SetFail(tt.fail)
 			n := New(testConfig(f), "xoxb-test", state.NewMemory(), quiet())
 			start := time.Now()
 			err := n.Notify(context.Background(),
@@ -425,12 +290,12 @@ func TestRetries(t *testing.T) {
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				require.ErrorContains(t, err, "slack post message of incident inc-1")
-				require.Empty(t, f.sent())
+				require.Empty(t, f.Sent())
 			} else {
 				require.NoError(t, err)
-				require.Len(t, f.sent(), 1)
+				require.Len(t, f.Sent(), 1)
 			}
-			require.Equal(t, tt.attempts, f.attempts("chat.postMessage"))
+			require.Equal(t, tt.attempts, f.Attempts("chat.postMessage"))
 			require.GreaterOrEqual(t, time.Since(start), tt.minTime)
 		})
 	}
