@@ -154,7 +154,12 @@ func (s *Bolt) Release(_ context.Context, key string) error {
 }
 
 // Admit implements Store.
-func (s *Bolt) Admit(_ context.Context, target string, now time.Time, b Budget) (Admission, error) {
+func (s *Bolt) Admit(
+	_ context.Context,
+	target string,
+	now time.Time,
+	b Budget,
+) (Admission, error) {
 	if err := checkBudget(target, b); err != nil {
 		return Admission{}, err
 	}
@@ -167,11 +172,10 @@ func (s *Bolt) Admit(_ context.Context, target string, now time.Time, b Budget) 
 				return fmt.Errorf("decode run record: %w", err)
 			}
 		}
+		// The pruned history is written back even when the run is refused,
+		// as the Redis store does, so that every store keeps the same runs.
 		var next runLog
-		adm, next = admit(log, now, b)
-		if !adm.Allowed {
-			return nil
-		}
+		adm, next = admit(log, now, s.now(), b)
 		if len(next.Runs) == 0 {
 			return bucket.Delete([]byte(target))
 		}
@@ -377,7 +381,7 @@ func (s *Bolt) Sweep(context.Context) (int, error) {
 		at := now.UnixMicro()
 		stale := func(v []byte) bool {
 			var log runLog
-			return json.Unmarshal(v, &log) != nil || log.Until <= at
+			return json.Unmarshal(v, &log) != nil || log.Expires <= at
 		}
 		for _, pass := range []struct {
 			bucket []byte

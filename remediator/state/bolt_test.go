@@ -67,8 +67,15 @@ func TestBoltSweep(t *testing.T) {
 	clock.Add(2 * time.Minute)
 	n, err = s.Sweep(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 300, n)
-	require.Equal(t, map[string]int{"claims": 1}, countKeys(t, s), "only the long claim is left")
+	require.Equal(t, 200, n, "expired claims and locks")
+	require.Equal(t, map[string]int{"claims": 1, "runs": 100}, countKeys(t, s),
+		"the long claim and the run history are left")
+
+	clock.Add(RunHistory)
+	n, err = s.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 101, n)
+	require.Empty(t, countKeys(t, s))
 }
 
 func TestBoltBackgroundSweep(t *testing.T) {

@@ -135,6 +135,7 @@ func behaviours() []behaviour {
 		{name: "admit/targets are separate", run: testAdmitTargets},
 		{name: "admit/concurrent admits keep the budget", run: testAdmitConcurrent},
 		{name: "admit/no limits", run: testAdmitNoLimits},
+		{name: "admit/budgets of different lengths share runs", run: testAdmitMixedBudgets},
 		{name: "admit/rejects bad budgets", run: testAdmitBadBudget},
 		{name: "lock/exclusive", run: testLockExclusive},
 		{name: "lock/one winner among concurrent lockers", run: testLockConcurrent},
@@ -308,6 +309,23 @@ func testAdmitNoLimits(t *testing.T, h *harness) {
 	for i := range 5 {
 		require.True(t, admitAt(t, h.store, "shop/free", time.Duration(i), Budget{}).Allowed)
 	}
+}
+
+func testAdmitMixedBudgets(t *testing.T, h *harness) {
+	short := Budget{Cooldown: 5 * time.Minute}
+	for _, at := range []time.Duration{0, 10 * time.Minute, 20 * time.Minute} {
+		require.True(t, admitAt(t, h.store, "shop/mixed", at, short).Allowed, "run at %s", at)
+	}
+	// A longer budget on the same target still counts the runs that the
+	// short one no longer needs.
+	long := Budget{MaxRuns: 3, Window: time.Hour}
+	got := admitAt(t, h.store, "shop/mixed", 30*time.Minute, long)
+	require.Equal(t, Admission{Reason: ReasonBudget, Until: t0.Add(time.Hour)}, got)
+
+	// Runs without limits are runs too.
+	require.True(t, admitAt(t, h.store, "shop/mixed", 40*time.Minute, Budget{}).Allowed)
+	got = admitAt(t, h.store, "shop/mixed", 41*time.Minute, short)
+	require.Equal(t, Admission{Reason: ReasonCooldown, Until: t0.Add(45 * time.Minute)}, got)
 }
 
 func testAdmitBadBudget(t *testing.T, h *harness) {

@@ -75,7 +75,7 @@ func (m *Memory) sweep(now time.Time) {
 	maps.DeleteFunc(m.claims, func(_ string, exp time.Time) bool { return !now.Before(exp) })
 	maps.DeleteFunc(m.locks, func(_ string, l memLock) bool { return !now.Before(l.expires) })
 	at := now.UnixMicro()
-	maps.DeleteFunc(m.runs, func(_ string, l runLog) bool { return l.Until <= at })
+	maps.DeleteFunc(m.runs, func(_ string, l runLog) bool { return l.Expires <= at })
 }
 
 // Claim implements Store.
@@ -106,15 +106,21 @@ func (m *Memory) Release(_ context.Context, key string) error {
 }
 
 // Admit implements Store.
-func (m *Memory) Admit(_ context.Context, target string, now time.Time, b Budget) (Admission, error) {
+func (m *Memory) Admit(
+	_ context.Context,
+	target string,
+	now time.Time,
+	b Budget,
+) (Admission, error) {
 	if err := checkBudget(target, b); err != nil {
 		return Admission{}, err
 	}
-	if _, err := m.begin(); err != nil {
+	storeNow, err := m.begin()
+	if err != nil {
 		return Admission{}, fmt.Errorf("admit %s: %w", target, err)
 	}
 	defer m.mu.Unlock()
-	adm, log := admit(m.runs[target], now, b)
+	adm, log := admit(m.runs[target], now, storeNow, b)
 	if len(log.Runs) == 0 {
 		delete(m.runs, target)
 	} else {

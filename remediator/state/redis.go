@@ -185,8 +185,8 @@ func (s *Redis) Release(ctx context.Context, key string) error {
 // runs.go, done inside Redis so that replicas cannot interleave. KEYS[1] is
 // a sorted set of run start times in Unix microseconds. ARGV: now, cooldown,
 // max runs, window (microseconds), a unique member for this run, the score
-// at or below which runs no longer matter, the lowest score inside the
-// window, and the key's expiry in milliseconds. Bounds are computed by the
+// at or below which runs are forgotten, the lowest score inside the window,
+// and the key's expiry in milliseconds. Bounds are computed by the
 // caller so that no large number is formatted in Lua. It returns {allowed,
 // reason, until}.
 var admitScript = redis.NewScript(`
@@ -212,31 +212,31 @@ if maxRuns > 0 then
     return {0, 'budget', tonumber(nth[2]) + window}
   end
 end
-if cooldown == 0 and window == 0 then
-  redis.call('DEL', KEYS[1])
-  return {1, '', 0}
-end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 return {1, '', 0}
 `)
 
 // Admit implements Store with one Lua script.
-func (s *Redis) Admit(ctx context.Context, target string, now time.Time, b Budget) (Admission, error) {
+func (s *Redis) Admit(
+	ctx context.Context,
+	target string,
+	now time.Time,
+	b Budget,
+) (Admission, error) {
 	if err := checkBudget(target, b); err != nil {
 		return Admission{}, err
 	}
 	at := now.UnixMicro()
 	cooldown := b.Cooldown.Microseconds()
 	window := b.Window.Microseconds()
-	keep := max(cooldown, window)
+	keep := historyFor(b)
 	member, err := runMember(at)
 	if err != nil {
 		return Admission{}, fmt.Errorf("admit %s: %w", target, err)
 	}
-	// The record outlives its newest run by keep, plus a second of slack
-	// for clocks that disagree.
-	ttl := keep/1000 + 1000
+	// The record outlives the run it records by keep and runSlack.
+	ttl := (keep + runSlack.Microseconds()) / 1000
 	args := []any{at, cooldown, b.MaxRuns, window, member, at - keep, at - window + 1, ttl}
 	for i, a := range args {
 		args[i] = fmt.Sprint(a)

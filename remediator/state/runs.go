@@ -16,30 +16,47 @@ const (
 )
 
 // runLog is the run history of one target: the start of each run in Unix
-// microseconds, oldest first, and the time after which none of it matters
-// any more. Every store keeps times in microseconds so that all of them,
-// Redis included, decide alike.
+// microseconds on the caller's clock, oldest first, and when the record may
+// be swept, in Unix microseconds on the store's clock. Every store keeps
+// times in microseconds so that all of them, Redis included, decide alike.
 type runLog struct {
-	Runs  []int64 `json:"runs"`
-	Until int64   `json:"until"`
+	Runs    []int64 `json:"runs"`
+	Expires int64   `json:"expires"`
 }
 
+// runSlack is how much longer than its budget needs a run record is kept,
+// for clocks of caller and store that disagree a little.
+const runSlack = time.Second
+
+// RunHistory is how long Admit remembers each admitted run at least, or
+// longer when the budget's Cooldown or Window is longer. One target may be
+// admitted under budgets of different lengths, for example by two playbooks;
+// keeping every run this long lets each of them see the runs it counts, as
+// long as no Window or Cooldown exceeds RunHistory.
+const RunHistory = 24 * time.Hour
+
 // admit decides whether a run at now fits budget b given the history in log,
-// and returns the history to keep. Runs that can no longer refuse anything
-// are dropped. A run that starts exactly Cooldown after the last one is
-// allowed; a run exactly Window old no longer counts against the budget.
-func admit(log runLog, now time.Time, b Budget) (Admission, runLog) {
+// and returns the history to keep. Runs older than the longest of RunHistory,
+// Cooldown and Window are dropped. A run that starts exactly Cooldown after
+// the last one is allowed; a run exactly Window old no longer counts against
+// the budget.
+//
+// The decision uses only the caller's now. The store's clock, storeNow, only
+// sets when an admitted run's record may be swept: that same length of time
+// plus runSlack after it was recorded, as Redis's PEXPIRE does.
+func admit(log runLog, now, storeNow time.Time, b Budget) (Admission, runLog) {
 	at := now.UnixMicro()
 	cooldown := b.Cooldown.Microseconds()
 	window := b.Window.Microseconds()
-	keep := max(cooldown, window)
+	keep := historyFor(b)
 
 	runs := slices.DeleteFunc(slices.Clone(log.Runs), func(r int64) bool {
 		return r <= at-keep
 	})
+	kept := runLog{Runs: runs, Expires: log.Expires}
 	if cooldown > 0 && len(runs) > 0 {
 		if last := runs[len(runs)-1]; at < last+cooldown {
-			return refuse(ReasonCooldown, last+cooldown), runLog{Runs: runs, Until: log.Until}
+			return refuse(ReasonCooldown, last+cooldown), kept
 		}
 	}
 	if b.MaxRuns > 0 {
@@ -49,15 +66,18 @@ func admit(log runLog, now time.Time, b Budget) (Admission, runLog) {
 			// The budget frees up when enough of the runs in the window
 			// have left it to bring the count under MaxRuns.
 			until := inWindow[len(inWindow)-b.MaxRuns] + window
-			return refuse(ReasonBudget, until), runLog{Runs: runs, Until: log.Until}
+			return refuse(ReasonBudget, until), kept
 		}
 	}
-	if keep == 0 {
-		return Admission{Allowed: true}, runLog{}
-	}
 	i, _ := slices.BinarySearch(runs, at)
-	runs = slices.Insert(runs, i, at)
-	return Admission{Allowed: true}, runLog{Runs: runs, Until: runs[len(runs)-1] + keep}
+	kept.Runs = slices.Insert(runs, i, at)
+	kept.Expires = storeNow.UnixMicro() + keep + runSlack.Microseconds()
+	return Admission{Allowed: true}, kept
+}
+
+// historyFor returns, in microseconds, how long runs are kept under b.
+func historyFor(b Budget) int64 {
+	return max(b.Cooldown, b.Window, RunHistory).Microseconds()
 }
 
 func refuse(reason string, until int64) Admission {

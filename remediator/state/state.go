@@ -14,21 +14,27 @@ import (
 // Callers answer 503 so that Alertmanager retries.
 var ErrUnavailable = errors.New("state store unavailable")
 
-// Budget limits how often one target may be acted on.
+// Budget limits how often one target may be acted on. Every run admitted
+// on a target counts against every budget later checked for it, whichever
+// budget admitted it; runs are remembered for RunHistory, or longer when
+// Cooldown or Window is longer.
 type Budget struct {
 	// Cooldown is the least time between two runs on the target.
 	Cooldown time.Duration
-	// MaxRuns is the most runs in Window; zero means no limit.
+	// MaxRuns is the most runs in Window; zero means no limit. A run
+	// exactly Window old has left the window.
 	MaxRuns int
-	Window  time.Duration
+	// Window must be set when MaxRuns is.
+	Window time.Duration
 }
 
 // Admission is the answer of Admit.
 type Admission struct {
 	Allowed bool
-	// Reason says why a run was refused: "cooldown" or "budget".
+	// Reason says why a run was refused: ReasonCooldown ("cooldown") or
+	// ReasonBudget ("budget").
 	Reason string
-	// Until is when the refusal ends, if known.
+	// Until is when the refusal ends, in UTC, if known.
 	Until time.Time
 }
 
