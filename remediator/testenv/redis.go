@@ -23,9 +23,10 @@ type Redis struct {
 // StartRedis starts the Debian redis-server on a free loopback port with
 // persistence off and its directory in a temporary one, and waits until it
 // answers PING. Extra args, such as "--requirepass", "secret", are added to
-// the command line. The server stops when the test ends; it never is the
-// machine's own Redis on port 6379. StartRedis fails the test, with a hint
-// to run `make deps`, when redis-server is not installed.
+// the command line. The server stops when the test ends. Tests get their
+// own server this way and never touch a Redis the machine runs for itself.
+// StartRedis fails the test, with a hint to run `make deps`, when
+// redis-server is not installed.
 func StartRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
 	dir := t.TempDir()
