@@ -76,7 +76,8 @@ type Chain struct {
 
 // Step is one stage of a chain.
 type Step struct {
-	// After is the delay from the incident's opening.
+	// After is the delay from the incident's opening. When an earlier step
+	// waited for business or quiet hours, this one waits as long on top.
 	After time.Duration `yaml:"after"`
 	// Notify names the teams told at this step.
 	Notify []string `yaml:"notify"`

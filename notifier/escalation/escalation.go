@@ -223,10 +223,17 @@ func (e *Engine) Open() int {
 	return e.lastOpened
 }
 
-// Due returns when step i of rec falls due.
+// Due returns when step i of rec falls due: its delay after the step
+// before it, moved to when its When rule allows. A step held for business
+// or quiet hours thus holds the steps after it too, so P3's "next business
+// day" counts business days.
 func (e *Engine) Due(rec Record, i int) time.Time {
-	st := rec.Steps[i]
-	due := e.cal.hold(rec.OpenedAt.Add(st.After), st.When)
+	due, after := rec.OpenedAt, time.Duration(0)
+	for j := 0; j <= i; j++ {
+		st := rec.Steps[j]
+		due = e.cal.hold(due.Add(st.After-after), st.When)
+		after = st.After
+	}
 	if i == rec.Next && !rec.ExpediteAt.IsZero() && rec.ExpediteAt.Before(due) {
 		due = rec.ExpediteAt
 	}
