@@ -7,7 +7,6 @@ package action
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -50,7 +49,7 @@ func (t Target) String() string {
 	if name == "" {
 		name = t.Pod
 	}
-	return fmt.Sprintf("%s %s/%s", kind, t.Namespace, name)
+	return kind + " " + t.Namespace + "/" + name
 }
 
 // Key identifies the target in the state store (cooldowns, budgets, locks).

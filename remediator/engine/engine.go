@@ -6,10 +6,9 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -209,7 +208,8 @@ func (e *Engine) handleAlert(ctx context.Context, rules *Rules, m *Message,
 		Fingerprint: fingerprint(a),
 		Status:      a.Status,
 	}
-	base.Incident = IncidentID(base.Fingerprint, a.StartsAt)
+	startsAt := a.StartsAt.UTC().Format(time.RFC3339Nano)
+	base.Incident = incidentID(base.Fingerprint, startsAt)
 	switch {
 	case base.Alertname == "":
 		return e.decide(ctx, base, OutcomeInvalid, ReasonInvalidAlert,
@@ -228,7 +228,7 @@ func (e *Engine) handleAlert(ctx context.Context, rules *Rules, m *Message,
 	}
 	var out []Decision
 	for _, pb := range pbs {
-		d, err := e.claim(ctx, rules, m, a, base, pb)
+		d, err := e.claim(ctx, rules, m, a, base, startsAt, pb)
 		if err != nil {
 			return out, err
 		}
@@ -240,7 +240,7 @@ func (e *Engine) handleAlert(ctx context.Context, rules *Rules, m *Message,
 // claim renders the target, claims the alert instance for the playbook and
 // queues the run.
 func (e *Engine) claim(ctx context.Context, rules *Rules, m *Message, a template.Alert,
-	base Decision, pb *playbook.Playbook,
+	base Decision, startsAt string, pb *playbook.Playbook,
 ) ([]Decision, error) {
 	base.Playbook = pb.Name
 	target, err := pb.RenderTarget(templateData(a), rules.Namespaces)
@@ -254,7 +254,7 @@ func (e *Engine) claim(ctx context.Context, rules *Rules, m *Message, a template
 	}
 	base.Target = target.String()
 
-	key := claimKey(base.Fingerprint, a.StartsAt, pb.Name)
+	key := "run/" + base.Fingerprint + "/" + startsAt + "/" + pb.Name
 	won, err := e.store.Claim(ctx, key, e.opts.ClaimTTL)
 	if err != nil {
 		return nil, fmt.Errorf("claim alert %s for playbook %s: %w", base.Fingerprint, pb.Name, err)
@@ -273,14 +273,9 @@ func (e *Engine) claim(ctx context.Context, rules *Rules, m *Message, a template
 		target:   target,
 		claimKey: key,
 	}
-	if err := e.openIncident(ctx, j); err != nil {
-		e.release(ctx, key)
-		return nil, err
-	}
 	if err := e.enqueue(j); err != nil {
+		// Nothing was done: a retry of the notification may claim it again.
 		e.release(ctx, key)
-		e.finishRun(context.WithoutCancel(ctx), j, state.Run{Result: ResultError,
-			Reason: "queue full"})
 		return nil, err
 	}
 	return e.decide(ctx, base, OutcomeMatched, "", ""), nil
@@ -319,19 +314,26 @@ func (e *Engine) decide(ctx context.Context, d Decision, outcome, reason, detail
 // Recent returns the latest decisions, newest first.
 func (e *Engine) Recent() []Decision { return e.recent.list() }
 
-// IncidentID names the incident of one firing alert instance.
+// IncidentID names the incident of one firing alert instance: 16 hex
+// digits of a 64-bit FNV-1a hash of fingerprint and startsAt.
 func IncidentID(fp string, startsAt time.Time) string {
-	h := sha256.Sum256([]byte(fp + "|" + startsAt.UTC().Format(time.RFC3339Nano)))
-	return hex.EncodeToString(h[:8])
+	return incidentID(fp, startsAt.UTC().Format(time.RFC3339Nano))
 }
 
-func claimKey(fp string, startsAt time.Time, pb string) string {
-	return "run/" + fp + "/" + startsAt.UTC().Format(time.RFC3339Nano) + "/" + pb
+func incidentID(fp, startsAt string) string {
+	h := fnv.New64a()
+	h.Write([]byte(fp))
+	h.Write([]byte{'|'})
+	h.Write([]byte(startsAt))
+	return fmt.Sprintf("%016x", h.Sum64())
 }
 
 func newRunID(incident, pb string) string {
-	h := sha256.Sum256([]byte(incident + "|" + pb))
-	return hex.EncodeToString(h[:6])
+	h := fnv.New64a()
+	h.Write([]byte(incident))
+	h.Write([]byte{'|'})
+	h.Write([]byte(pb))
+	return fmt.Sprintf("%016x", h.Sum64())
 }
 
 // fingerprint returns the alert's fingerprint, computing Alertmanager's own

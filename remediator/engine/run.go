@@ -93,6 +93,19 @@ func (e *Engine) run(ctx context.Context, j job) {
 	log := e.logger.With("incident", j.incident, "run", j.runID,
 		"playbook", j.playbook.Name, "target", rec.Target)
 
+	if err := e.openIncident(ctx, j); err != nil {
+		log.ErrorContext(ctx, "record incident", "err", err)
+		e.release(ctx, j.claimKey)
+		e.metrics.runs.WithLabelValues(j.playbook.Name, ResultError).Inc()
+		return
+	}
+	if e.resolvedEarly(ctx, j) {
+		log.InfoContext(ctx, "run skipped: the alert resolved before the run started")
+		rec.Result, rec.Reason = ResultSkipped, "the alert resolved before the run started"
+		e.finishRun(ctx, j, rec)
+		return
+	}
+
 	reason, detail, err := e.admit(ctx, j)
 	if err != nil {
 		// Nothing was done: let a repeat of the alert claim it again.
@@ -396,6 +409,15 @@ func (e *Engine) resolve(ctx context.Context, base Decision, a template.Alert,
 		return nil, fmt.Errorf("close incident %s: %w", base.Incident, err)
 	}
 	if !found {
+		if len(e.rules.Load().Playbooks.Match(a.Labels)) == 0 {
+			return e.decide(ctx, base, OutcomeResolved, "", "no incident was open"), nil
+		}
+		// A run may be queued whose worker has not opened the incident
+		// yet: leave a mark that it finds.
+		if err := e.store.Put(ctx, bucketResolvedEarly, base.Incident,
+			[]byte(now.UTC().Format(time.RFC3339Nano))); err != nil {
+			return nil, fmt.Errorf("record resolution of %s: %w", base.Incident, err)
+		}
 		return e.decide(ctx, base, OutcomeResolved, "", "no incident was open"), nil
 	}
 	e.resolved.signal(base.Incident)
@@ -404,6 +426,28 @@ func (e *Engine) resolve(ctx context.Context, base Decision, a template.Alert,
 		_ = e.enqueue(job{kind: jobResolved, incident: base.Incident, alert: a})
 	}
 	return e.decide(ctx, base, OutcomeResolved, "", "incident closed"), nil
+}
+
+// bucketResolvedEarly marks alerts that resolved before their incident was
+// opened. Marks are kept, because every playbook of the alert reads them;
+// they are rare (a run still queued when its alert resolves) and small.
+const bucketResolvedEarly = "resolved-early"
+
+// resolvedEarly reports whether the alert resolved before this run opened
+// its incident, and if so closes the incident.
+func (e *Engine) resolvedEarly(ctx context.Context, j job) bool {
+	_, found, err := e.store.Get(ctx, bucketResolvedEarly, j.incident)
+	if err != nil || !found {
+		return false
+	}
+	now := e.opts.Now()
+	_, err = e.updateIncident(ctx, j.incident, nil, func(inc *state.Incident) {
+		inc.Status, inc.ClosedAt = state.StatusResolved, now
+	})
+	if err != nil {
+		e.logger.ErrorContext(ctx, "close incident", "incident", j.incident, "err", err)
+	}
+	return true
 }
 
 func (e *Engine) notify(ctx context.Context, ev notifier.Event) {

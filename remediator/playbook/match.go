@@ -60,7 +60,7 @@ func (pb *Playbook) Matches(lbls map[string]string) bool {
 	}
 	for _, m := range pb.matchers {
 		// A missing label matches as the empty string, as in Alertmanager.
-		if !m.Matches(lbls[m.Name]) {
+		if !m.matches(lbls[m.Name]) {
 			return false
 		}
 	}

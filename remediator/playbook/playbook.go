@@ -5,8 +5,6 @@ package playbook
 
 import (
 	"text/template"
-
-	"github.com/prometheus/alertmanager/pkg/labels"
 )
 
 // Version is the only playbook format version this package reads.
@@ -61,7 +59,7 @@ type Playbook struct {
 	File string `yaml:"-"`
 	Line int    `yaml:"-"`
 
-	matchers labels.Matchers
+	matchers []matcher
 	target   targetTemplates
 }
 

@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"text/template"
 	"time"
@@ -30,7 +31,49 @@ func (e *TargetError) Error() string { return e.Err.Error() }
 func (e *TargetError) Unwrap() error { return e.Err }
 
 type targetTemplates struct {
-	namespace, name, pod *template.Template
+	namespace, name, pod *fieldTemplate
+}
+
+// fieldTemplate renders one target field. The common forms, a literal or
+// a single {{ .Labels.name }}, skip text/template: rendering targets is on
+// the webhook's hot path.
+type fieldTemplate struct {
+	name    string
+	literal string
+	label   string
+	tmpl    *template.Template
+}
+
+var singleLabel = regexp.MustCompile(`^\{\{-?\s*\.Labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*-?\}\}$`)
+
+func parseField(name, text string) (*fieldTemplate, error) {
+	t, err := parseTemplate(name, text)
+	if err != nil {
+		return nil, err
+	}
+	f := &fieldTemplate{name: name, tmpl: t}
+	if m := singleLabel.FindStringSubmatch(text); m != nil {
+		f.label = m[1]
+	} else if !strings.Contains(text, "{{") {
+		f.literal = text
+	}
+	return f, nil
+}
+
+func (f *fieldTemplate) execute(d Data) (string, error) {
+	switch {
+	case f.label != "":
+		v, ok := d.Labels[f.label]
+		if !ok {
+			return "", fmt.Errorf("label %q is missing: map has no entry for key %q", f.label, f.label)
+		}
+		return v, nil
+	case f.literal != "":
+		return f.literal, nil
+	}
+	var b strings.Builder
+	err := f.tmpl.Execute(&b, d)
+	return b.String(), err
 }
 
 // Data is what templates see: {{ .Labels.namespace }}, {{ .Annotations.summary }}.
@@ -79,24 +122,24 @@ func (pb *Playbook) RenderTarget(d Data, allowed map[string]bool) (action.Target
 	return t, nil
 }
 
-func render(t *template.Template, d Data) (string, error) {
+func render(t *fieldTemplate, d Data) (string, error) {
 	if t == nil {
 		return "", nil
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
+	out, err := t.execute(d)
+	if err != nil {
 		reason := ReasonInvalidTarget
 		if strings.Contains(err.Error(), "no entry for key") {
 			reason = ReasonMissingLabel
 		}
 		return "", &TargetError{Reason: reason,
-			Err: fmt.Errorf("render target %s: %w", t.Name(), err)}
+			Err: fmt.Errorf("render target %s: %w", t.name, err)}
 	}
-	if b.Len() == 0 {
+	if out == "" {
 		return "", &TargetError{Reason: ReasonMissingLabel,
-			Err: fmt.Errorf("render target %s: empty result", t.Name())}
+			Err: fmt.Errorf("render target %s: empty result", t.name)}
 	}
-	return b.String(), nil
+	return out, nil
 }
 
 func invalid(field, value string, msgs []string) error {

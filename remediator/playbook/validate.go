@@ -121,7 +121,7 @@ func (v *validator) match() {
 			v.addf(path, "matcher %q: %v", s, err)
 			continue
 		}
-		v.pb.matchers = append(v.pb.matchers, mt)
+		v.pb.matchers = append(v.pb.matchers, newMatcher(mt))
 	}
 }
 
@@ -149,9 +149,9 @@ func (v *validator) target() {
 	if t.Namespace == "" {
 		v.addf(path, "target.namespace is required")
 	}
-	v.pb.target.namespace = v.tmpl(append(path, "namespace"), "namespace", t.Namespace)
-	v.pb.target.name = v.tmpl(append(path, "name"), "name", t.Name)
-	v.pb.target.pod = v.tmpl(append(path, "pod"), "pod", t.Pod)
+	v.pb.target.namespace = v.field(append(path, "namespace"), "namespace", t.Namespace)
+	v.pb.target.name = v.field(append(path, "name"), "name", t.Name)
+	v.pb.target.pod = v.field(append(path, "pod"), "pod", t.Pod)
 }
 
 func (v *validator) tmpl(path []string, name, text string) *template.Template {
@@ -164,6 +164,18 @@ func (v *validator) tmpl(path []string, name, text string) *template.Template {
 		return nil
 	}
 	return t
+}
+
+func (v *validator) field(path []string, name, text string) *fieldTemplate {
+	if text == "" {
+		return nil
+	}
+	f, err := parseField(name, text)
+	if err != nil {
+		v.addf(path, "template %s: %v", name, err)
+		return nil
+	}
+	return f
 }
 
 func (v *validator) guards() {

@@ -99,7 +99,7 @@ var t0 = time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
 
 // shortTTL is short enough that real Redis expiry keeps the tests fast and
 // long enough that a slow race-enabled run does not see it pass early.
-const shortTTL = 300 * time.Millisecond
+const shortTTL = 500 * time.Millisecond
 
 type behaviour struct {
 	name string
@@ -116,7 +116,10 @@ func TestConformance(t *testing.T) {
 				if c.persistent && !b.persistent {
 					continue
 				}
-				t.Run(c.name, func(t *testing.T) { c.run(t, b.open(t)) })
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					c.run(t, b.open(t))
+				})
 			}
 		})
 	}
