@@ -17,6 +17,7 @@ import (
 // and then go backwards as a replica's clock might, and requires the bolt
 // and Redis stores to decide exactly as the memory store does.
 func TestAdmitStoresAgree(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	boltStore, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"),
 		WithSweepInterval(10*time.Millisecond))
@@ -65,6 +66,7 @@ func TestAdmitStoresAgree(t *testing.T) {
 }
 
 func TestMemorySweep(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	clock := newTestClock()
 	m := NewMemory(WithClock(clock.Now), WithSweepInterval(time.Minute))

@@ -40,6 +40,7 @@ func countKeys(t *testing.T, s *Bolt) map[string]int {
 }
 
 func TestBoltSweep(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	clock := newTestClock()
 	s, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"),
@@ -79,6 +80,7 @@ func TestBoltSweep(t *testing.T) {
 }
 
 func TestBoltBackgroundSweep(t *testing.T) {
+	t.Parallel()
 	clock := newTestClock()
 	s, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"),
 		WithClock(clock.Now), WithSweepInterval(10*time.Millisecond))
@@ -93,6 +95,7 @@ func TestBoltBackgroundSweep(t *testing.T) {
 }
 
 func TestBoltSecondOpenTimesOut(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
 	first, err := OpenBolt(path)
 	require.NoError(t, err)
@@ -112,6 +115,7 @@ func TestBoltSecondOpenTimesOut(t *testing.T) {
 }
 
 func TestBoltOpenFailures(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	notADir := filepath.Join(dir, "file")
 	require.NoError(t, writeFile(notADir, "x"))

@@ -33,6 +33,7 @@ func rawClient(t *testing.T, addr string) *redis.Client {
 }
 
 func TestRedisKeysCarryPrefixAndExpiry(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	srv := testenv.StartRedis(t)
 	s, err := NewRedis(RedisConfig{Addr: srv.Addr, Prefix: "shop-a:"})
@@ -142,6 +143,7 @@ func TestRedisConfigErrors(t *testing.T) {
 }
 
 func TestRedisClosedClient(t *testing.T) {
+	t.Parallel()
 	srv := testenv.StartRedis(t)
 	s, err := NewRedis(RedisConfig{Addr: srv.Addr})
 	require.NoError(t, err)
