@@ -90,18 +90,7 @@ func (h *harness) postFile(t *testing.T, path string) engine.Summary {
 // waitIdle waits until every queued run has finished.
 func (h *harness) waitIdle(t *testing.T) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		incs, err := h.app.Store().Incidents(context.Background(), false)
-		require.NoError(t, err)
-		for _, inc := range incs {
-			for _, r := range inc.Runs {
-				if r.Result == engine.ResultQueued || r.Result == engine.ResultRunning {
-					return false
-				}
-			}
-		}
-		return true
-	}, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, h.app.Engine().Idle, 10*time.Second, 5*time.Millisecond)
 }
 
 func outcomes(sum engine.Summary) []string {

@@ -102,6 +102,7 @@ type Engine struct {
 
 	wg      sync.WaitGroup
 	started atomic.Bool
+	busy    atomic.Int64
 }
 
 // New builds an Engine. Call Start to run its workers.
@@ -288,13 +289,18 @@ func (e *Engine) release(ctx context.Context, key string) {
 }
 
 func (e *Engine) enqueue(j job) error {
+	e.busy.Add(1)
 	select {
 	case e.queue <- j:
 		return nil
 	default:
+		e.busy.Add(-1)
 		return ErrQueueFull
 	}
 }
+
+// Idle reports whether no job is queued or running.
+func (e *Engine) Idle() bool { return e.busy.Load() == 0 }
 
 func (e *Engine) decide(ctx context.Context, d Decision, outcome, reason, detail string) []Decision {
 	d.Outcome, d.Reason, d.Detail = outcome, reason, detail

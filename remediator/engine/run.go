@@ -70,6 +70,7 @@ func (e *Engine) RunPending(ctx context.Context) {
 }
 
 func (e *Engine) do(ctx context.Context, j job) {
+	defer e.busy.Add(-1)
 	switch j.kind {
 	case jobResolved:
 		e.notify(ctx, notifier.Event{Kind: notifier.Resolved,
