@@ -142,6 +142,16 @@ func (a *App) openStore(cfg *Config) error {
 		a.store = a.opts.Store
 		return nil
 	}
+	if cfg.Store.Redis != nil {
+		st, err := state.NewRedis(*cfg.Store.Redis)
+		if err != nil {
+			return fmt.Errorf("state store: %w", err)
+		}
+		a.store = st
+		a.closers = append(a.closers, st.Close)
+		a.logger.Info("state store", "type", "redis", "addr", cfg.Store.Redis.Addr)
+		return nil
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}

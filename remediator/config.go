@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/companion/remediator/remediator/playbook"
+	"github.com/companion/remediator/remediator/state"
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -36,6 +37,7 @@ type Config struct {
 	Breaker     BreakerConfig       `yaml:"breaker"`
 	Maintenance []MaintenanceWindow `yaml:"maintenance"`
 	Prometheus  PrometheusConfig    `yaml:"prometheus"`
+	Store       StoreConfig         `yaml:"store"`
 
 	// path is the file the configuration was read from.
 	path string
@@ -82,6 +84,12 @@ type MaintenanceWindow struct {
 	Start      time.Time `yaml:"start"`
 	End        time.Time `yaml:"end"`
 	Namespaces []string  `yaml:"namespaces"`
+}
+
+// StoreConfig chooses the state store: the embedded bbolt file in DataDir,
+// or Redis, which several replicas share.
+type StoreConfig struct {
+	Redis *state.RedisConfig `yaml:"redis"`
 }
 
 // PrometheusConfig is the Prometheus server verify steps query.
@@ -207,6 +215,11 @@ func (c *Config) validate() []string {
 		}
 		if !w.End.After(w.Start) {
 			add("maintenance[%d] %q: end must be after start", i, w.Name)
+		}
+	}
+	if c.Store.Redis != nil {
+		if err := c.Store.Redis.Validate(); err != nil {
+			add("store.redis: %v", err)
 		}
 	}
 	if err := c.loadSecrets(); err != nil {
