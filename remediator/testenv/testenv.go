@@ -165,3 +165,6 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// PID returns the program's process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
