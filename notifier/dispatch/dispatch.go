@@ -50,6 +50,7 @@ type Dispatcher struct {
 	emailQ *queue
 
 	deliveries *prometheus.CounterVec
+	steps      *prometheus.CounterVec
 	unacked    prometheus.Gauge
 }
 
@@ -73,13 +74,13 @@ func New(
 		clock = notifier.SystemClock{}
 	}
 	d := &Dispatcher{logger: logger, clock: clock}
-	steps, err := d.register(reg)
-	if err != nil {
+	if err := d.register(reg); err != nil {
 		return nil, err
 	}
 
 	// Escalation chains always run; Slack and email only when configured.
-	d.engine, err = escalation.New(cfg.Escalation, store, clock, logger, steps)
+	var err error
+	d.engine, err = escalation.New(cfg.Escalation, store, clock, logger, d.steps)
 	if err != nil {
 		return nil, err
 	}
@@ -105,13 +106,13 @@ func New(
 	return d, nil
 }
 
-// register creates the metrics and returns the escalation step counter.
-func (d *Dispatcher) register(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+// register creates the metrics and registers them with reg, if any.
+func (d *Dispatcher) register(reg prometheus.Registerer) error {
 	d.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "remediator_notifier_deliveries_total",
 		Help: "Deliveries to Slack and email by result (sent, failed, dropped).",
 	}, []string{"integration", "result"})
-	steps := prometheus.NewCounterVec(prometheus.CounterOpts{
+	d.steps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "remediator_notifier_escalation_steps_total",
 		Help: "Escalation steps by chain and result (sent, failed, skipped, interrupted).",
 	}, []string{"chain", "result"})
@@ -125,14 +126,14 @@ func (d *Dispatcher) register(reg prometheus.Registerer) (*prometheus.CounterVec
 		}
 	}
 	if reg == nil {
-		return steps, nil
+		return nil
 	}
-	for _, c := range []prometheus.Collector{d.deliveries, steps, d.unacked} {
+	for _, c := range []prometheus.Collector{d.deliveries, d.steps, d.unacked} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register notifier metrics: %w", err)
+			return fmt.Errorf("register notifier metrics: %w", err)
 		}
 	}
-	return steps, nil
+	return nil
 }
 
 // Notify implements notifier.Notifier. Opened starts the incident's chain
@@ -175,8 +176,10 @@ func (d *Dispatcher) Notify(ctx context.Context, ev notifier.Event) error {
 
 // Ack acknowledges an incident for by: its chain stops, and Slack and
 // everyone emailed so far hear who took it. It returns ErrNotFound when no
-// chain runs for the incident. The caller need not send an Acknowledged
-// event as well.
+// chain runs for the incident, and an error when the state store fails; a
+// notification that cannot be queued is logged and counted, and does not
+// undo the acknowledgement. The caller need not send an Acknowledged event
+// as well.
 func (d *Dispatcher) Ack(ctx context.Context, incidentID, by string) error {
 	rec, stopped, err := d.engine.Stop(ctx, incidentID)
 	if err != nil {
@@ -187,7 +190,6 @@ func (d *Dispatcher) Ack(ctx context.Context, incidentID, by string) error {
 	}
 	ev := notifier.Event{
 		Kind: notifier.Acknowledged, Incident: rec.Incident, By: by, At: d.clock.Now(),
-		Text: "acknowledged by " + by,
 	}
 	d.logStopped(ctx, ev)
 	errs := []error{d.followUp(rec.Emailed, ev)}
@@ -196,7 +198,10 @@ func (d *Dispatcher) Ack(ctx context.Context, incidentID, by string) error {
 			return d.slack.Notify(ctx, ev)
 		}))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		d.logger.ErrorContext(ctx, "notification_failed", "incident", incidentID, "err", err)
+	}
+	return nil
 }
 
 func (d *Dispatcher) logStopped(ctx context.Context, ev notifier.Event) {

@@ -14,26 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/companion/remediator/notifier"
+	"github.com/companion/remediator/notifier/internal/fakeclock"
 	"github.com/companion/remediator/remediator/state"
 )
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 // recorder is a Deliver that remembers every page.
 type recorder struct {
@@ -113,7 +96,7 @@ func TestChainsFollowSeverity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := &fakeClock{now: monday9}
+			clock := fakeclock.New(monday9)
 			e, _ := newEngine(t, state.NewMemory(), clock)
 			ctx := context.Background()
 			started, err := e.Start(ctx, tt.inc)
@@ -139,7 +122,7 @@ func TestChainsFollowSeverity(t *testing.T) {
 }
 
 func TestChainTimingAndAck(t *testing.T) {
-	clock := &fakeClock{now: monday9}
+	clock := fakeclock.New(monday9)
 	e, steps := newEngine(t, state.NewMemory(), clock)
 	ctx := context.Background()
 	rec := &recorder{}
@@ -189,7 +172,7 @@ func TestChainTimingAndAck(t *testing.T) {
 }
 
 func TestLateStartSendsOverdueStepsOnce(t *testing.T) {
-	clock := &fakeClock{now: monday9.Add(3 * time.Hour)}
+	clock := fakeclock.New(monday9.Add(3 * time.Hour))
 	e, _ := newEngine(t, state.NewMemory(), clock)
 	ctx := context.Background()
 	_, err := e.Start(ctx, incident("inc-1", "high", monday9))
@@ -203,7 +186,7 @@ func TestLateStartSendsOverdueStepsOnce(t *testing.T) {
 }
 
 func TestExpedite(t *testing.T) {
-	clock := &fakeClock{now: monday9}
+	clock := fakeclock.New(monday9)
 	e, _ := newEngine(t, state.NewMemory(), clock)
 	ctx := context.Background()
 	rec := &recorder{}
@@ -226,7 +209,7 @@ func TestExpedite(t *testing.T) {
 }
 
 func TestFailedStepIsRecordedNotRepeated(t *testing.T) {
-	clock := &fakeClock{now: monday9}
+	clock := fakeclock.New(monday9)
 	e, steps := newEngine(t, state.NewMemory(), clock)
 	ctx := context.Background()
 	rec := &recorder{err: errors.New("smtp down")}
@@ -250,7 +233,7 @@ func TestFailedStepIsRecordedNotRepeated(t *testing.T) {
 func TestRestartMidChain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	ctx := context.Background()
-	clock := &fakeClock{now: monday9}
+	clock := fakeclock.New(monday9)
 	rec := &recorder{}
 
 	store, err := state.OpenBolt(path)
@@ -283,7 +266,7 @@ func TestRestartMidChain(t *testing.T) {
 func TestCrashAfterClaim(t *testing.T) {
 	store := state.NewMemory()
 	ctx := context.Background()
-	clock := &fakeClock{now: monday9}
+	clock := fakeclock.New(monday9)
 	first, _ := newEngine(t, store, clock)
 	_, err := first.Start(ctx, incident("inc-1", "high", monday9))
 	require.NoError(t, err)
@@ -307,7 +290,7 @@ func TestCrashAfterClaim(t *testing.T) {
 func TestReplicasSendEachStepOnce(t *testing.T) {
 	store := state.NewMemory()
 	ctx := context.Background()
-	clock := &fakeClock{now: monday9}
+	clock := fakeclock.New(monday9)
 	a, _ := newEngine(t, store, clock)
 	b, _ := newEngine(t, store, clock)
 	for _, id := range []string{"x", "y", "z"} {
@@ -368,7 +351,7 @@ func TestBusinessAndQuietHours(t *testing.T) {
 
 func TestP3WaitsForNextBusinessDay(t *testing.T) {
 	friday := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
-	clock := &fakeClock{now: friday}
+	clock := fakeclock.New(friday)
 	e, _ := newEngine(t, state.NewMemory(), clock)
 	ctx := context.Background()
 	rec := &recorder{}
