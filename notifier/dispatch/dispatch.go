@@ -84,6 +84,10 @@ func New(
 	if err != nil {
 		return nil, err
 	}
+	for name := range cfg.Escalation.Chains {
+		d.steps.WithLabelValues(name, escalation.ResultSent)
+		d.steps.WithLabelValues(name, escalation.ResultFailed)
+	}
 	if cfg.Slack != nil {
 		token, err := cfg.Slack.Token()
 		if err != nil {
@@ -128,12 +132,31 @@ func (d *Dispatcher) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{d.deliveries, d.steps, d.unacked} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register notifier metrics: %w", err)
-		}
+	// A reload builds a new dispatcher on the same registry: it takes over
+	// the collectors already registered, so the series go on.
+	var errs []error
+	d.deliveries = adopt(reg, d.deliveries, &errs)
+	d.steps = adopt(reg, d.steps, &errs)
+	d.unacked = adopt(reg, d.unacked, &errs)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("register notifier metrics: %w", err)
 	}
 	return nil
+}
+
+// adopt registers c, or returns the equal collector registered before.
+func adopt[C prometheus.Collector](reg prometheus.Registerer, c C, errs *[]error) C {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(C); ok {
+			return old
+		}
+	}
+	if err != nil {
+		*errs = append(*errs, err)
+	}
+	return c
 }
 
 // Notify implements notifier.Notifier. Opened starts the incident's chain

@@ -397,3 +397,15 @@ func TestMetricsRegistered(t *testing.T) {
 		}
 	}
 }
+
+func TestNewAgainOnOneRegistry(t *testing.T) {
+	e := newEnv(t)
+	first := e.start(t, state.NewMemory())
+	require.NoError(t, first.Notify(context.Background(),
+		notifier.Event{Kind: notifier.Opened, Incident: firing()}))
+	e.at(t, first, 0)
+	second := e.start(t, state.NewMemory())
+	require.Same(t, first.steps, second.steps, "a reload keeps counting on the same series")
+	require.InDelta(t, 1, testutil.ToFloat64(second.steps.WithLabelValues("p1", escalation.ResultSent)), 0)
+	require.InDelta(t, 0, testutil.ToFloat64(second.steps.WithLabelValues("p0", escalation.ResultSent)), 0)
+}
