@@ -25,6 +25,12 @@ import (
 // own namespace.
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
+// How long tests wait for controllers, and how often they look.
+const (
+	waitLong = 30 * time.Second
+	waitTick = 50 * time.Millisecond
+)
+
 // fixture is one test's namespace on the shared control plane, with an
 // executor acting as the administrator.
 type fixture struct {
@@ -134,7 +140,7 @@ func (f *fixture) waitRolledOut(name string) {
 		d := f.getDeployment(name)
 		_, done, err := deploymentStatus(d)
 		return err == nil && done
-	}, 30*time.Second, 50*time.Millisecond, "deployment %s never rolled out", name)
+	}, waitLong, waitTick, "deployment %s never rolled out", name)
 }
 
 // replicaSets returns the ReplicaSets the Deployment owns, newest first.

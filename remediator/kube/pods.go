@@ -66,7 +66,7 @@ func (e *Executor) deletePodsOnce(
 			Details: map[string]string{"ready": strconv.Itoa(ready)},
 		}, nil
 	}
-	slices.SortFunc(crashing, func(a, b corev1.Pod) int { return restarts(&b) - restarts(&a) })
+	slices.SortStableFunc(crashing, func(a, b corev1.Pod) int { return restarts(&b) - restarts(&a) })
 
 	var deleted, kept []string
 	for _, p := range crashing {

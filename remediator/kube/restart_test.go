@@ -92,7 +92,7 @@ func (f *fixture) statefulSet(name string, strategy appsv1.StatefulSetUpdateStra
 	require.Eventually(f.t, func() bool {
 		got, err := f.env.Client.AppsV1().StatefulSets(f.ns).Get(f.ctx(), name, metav1.GetOptions{})
 		return err == nil && got.Status.ReadyReplicas == 2
-	}, 30*time.Second, 50*time.Millisecond, "statefulset %s never got 2 ready pods", name)
+	}, waitLong, waitTick, "statefulset %s never got 2 ready pods", name)
 }
 
 func podUIDs(pods []corev1.Pod) map[string]types.UID {
