@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/companion/remediator/notifier"
+	"github.com/companion/remediator/notifier/dispatch"
 	"github.com/companion/remediator/remediator/action"
 	"github.com/companion/remediator/remediator/engine"
 	"github.com/companion/remediator/remediator/playbook"
@@ -65,6 +66,9 @@ type App struct {
 	reloads  *reloadMetrics
 	reloadMu sync.Mutex
 	closers  []func() error
+
+	// dispatcher is nil when Options.Notifier replaced it.
+	dispatcher *dispatch.Dispatcher
 }
 
 // New loads the configuration and playbooks and builds the remediator. It
@@ -109,7 +113,14 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		if out == nil {
 			out = os.Stdout
 		}
-		n = &notifier.Log{Logger: a.logger, Out: out}
+		d, err := dispatch.New(cfg.Notify, a.store, a.logger, opts.Registry, nil)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("notifications: %w", err)
+		}
+		a.dispatcher = d
+		a.closers = append(a.closers, d.Close)
+		n = notifier.Multi{&notifier.Log{Logger: a.logger, Out: out}, d}
 	}
 	a.engine = engine.New(a.logger, a.store, exec, n, opts.Registry, rules, engineOptions(cfg, opts))
 	return a, nil
@@ -230,6 +241,9 @@ func (a *App) Start(ctx context.Context) {
 		} else if n > 0 {
 			a.logger.WarnContext(ctx, "marked runs interrupted by the last stop", "runs", n)
 		}
+	}
+	if a.dispatcher != nil {
+		go a.dispatcher.Run(ctx)
 	}
 	a.engine.Start(ctx)
 }

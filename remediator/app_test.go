@@ -399,3 +399,30 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not found", name)
 	return 0
 }
+
+func TestAcknowledge(t *testing.T) {
+	h := start(t, "testdata/remediator.yml", "")
+	sum := h.postFile(t, "../testdata/alertmanager/009-am035.json")
+	h.waitIdle(t)
+	id := sum.Decisions[0].Incident
+
+	post := func(path, body string) (int, string) {
+		resp, err := http.Post(h.srv.URL+path, "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := post("/api/v1/incidents/"+id+"/ack", `{"by":"alice"}`)
+	require.Equal(t, 200, code, body)
+	inc, found, err := h.app.Store().Incident(context.Background(), id)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, state.StatusAcknowledged, inc.Status)
+	require.Equal(t, "alice", inc.AckedBy)
+
+	code, _ = post("/api/v1/incidents/0000000000000000/ack", `{}`)
+	require.Equal(t, 404, code)
+	code, body = post("/api/v1/incidents/"+id+"/ack", `{"by":`)
+	require.Equal(t, 400, code, body)
+}

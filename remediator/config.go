@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/companion/remediator/notifier/dispatch"
 	"github.com/companion/remediator/remediator/playbook"
 	"github.com/companion/remediator/remediator/state"
 	"go.yaml.in/yaml/v3"
@@ -38,6 +39,9 @@ type Config struct {
 	Maintenance []MaintenanceWindow `yaml:"maintenance"`
 	Prometheus  PrometheusConfig    `yaml:"prometheus"`
 	Store       StoreConfig         `yaml:"store"`
+	// Notify configures Slack, email and escalation chains; see
+	// docs/notifications.md.
+	Notify dispatch.Config `yaml:"notify"`
 
 	// path is the file the configuration was read from.
 	path string
@@ -221,6 +225,10 @@ func (c *Config) validate() []string {
 		if err := c.Store.Redis.Validate(); err != nil {
 			add("store.redis: %v", err)
 		}
+	}
+	c.Notify.ApplyDefaults()
+	if err := c.Notify.Validate(); err != nil {
+		add("%v", err)
 	}
 	if err := c.loadSecrets(); err != nil {
 		add("%v", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/companion/remediator/notifier/dispatch"
 	"github.com/companion/remediator/remediator/engine"
 	"github.com/companion/remediator/remediator/state"
 )
@@ -41,6 +43,7 @@ func (a *App) Handler() http.Handler {
 		r.Get("/api/v1/incidents", a.listIncidents)
 		r.Get("/api/v1/incidents/{id}", a.getIncident)
 		r.Get("/api/v1/decisions", a.decisions)
+		r.Post("/api/v1/incidents/{id}/ack", a.ack)
 	})
 	return r
 }
@@ -150,6 +153,52 @@ func (a *App) getIncident(w http.ResponseWriter, r *http.Request) {
 	}
 	if !found {
 		writeError(w, http.StatusNotFound, "no such incident")
+		return
+	}
+	writeJSON(w, http.StatusOK, inc)
+}
+
+// ack acknowledges an incident: its escalation chain stops and the
+// incident records who took it. The body may name them: {"by": "alice"}.
+func (a *App) ack(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := chi.URLParam(r, "id")
+	var body struct {
+		By string `json:"by"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "ack body must be JSON like {\"by\": \"alice\"}: "+err.Error())
+		return
+	}
+	by := strings.TrimSpace(body.By)
+	if by == "" {
+		by = "api"
+	}
+	if len(by) > 100 {
+		writeError(w, http.StatusBadRequest, "by is longer than 100 bytes")
+		return
+	}
+	found, err := a.engine.Acknowledge(ctx, id, by)
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	if !found {
+		writeError(w, http.StatusNotFound, "no such incident")
+		return
+	}
+	if a.dispatcher != nil {
+		err := a.dispatcher.Ack(ctx, id, by)
+		if err != nil && !errors.Is(err, dispatch.ErrNotFound) {
+			a.storeError(w, r, err)
+			return
+		}
+	}
+	a.logger.InfoContext(ctx, "incident acknowledged", "incident", id, "by", by)
+	inc, _, err := a.store.Incident(ctx, id)
+	if err != nil {
+		a.storeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, inc)

@@ -147,3 +147,17 @@ func (e *Engine) RecoverInterrupted(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// Acknowledge records that by took the incident. It reports whether the
+// incident exists. A resolved incident stays resolved.
+func (e *Engine) Acknowledge(ctx context.Context, id, by string) (bool, error) {
+	now := e.opts.Now()
+	return e.updateIncident(ctx, id, nil, func(inc *state.Incident) {
+		if inc.AckedBy == "" {
+			inc.AckedBy, inc.AckedAt = by, now
+		}
+		if inc.Status == state.StatusOpen {
+			inc.Status = state.StatusAcknowledged
+		}
+	})
+}

@@ -124,6 +124,10 @@ func (e *Engine) run(ctx context.Context, j job) {
 			rec.Result = ResultAwaitingApproval
 			e.notify(ctx, notifier.Event{Kind: notifier.NeedsApproval,
 				Incident: e.eventIncident(j), Text: detail, At: e.opts.Now()})
+		} else {
+			// People should know automation stood back from a firing alert.
+			e.notify(ctx, notifier.Event{Kind: notifier.Message, Incident: e.eventIncident(j),
+				Text: "no automatic action: " + detail, At: e.opts.Now()})
 		}
 		e.finishRun(ctx, j, rec)
 		return

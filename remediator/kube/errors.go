@@ -19,6 +19,10 @@ import (
 // server answered 409 Conflict because somebody else wrote in between.
 const maxConflicts = 5
 
+// conflictPause is the longest pause after the first conflict, growing with
+// each further one.
+const conflictPause = 20 * time.Millisecond
+
 // Pauses between retries of transient failures: doubled each time, with up
 // to half of it added at random, never more than maxBackoff.
 const (
@@ -106,6 +110,11 @@ func retry(
 			}
 			log.Debug("kube write conflicted, reading again",
 				"what", what, "conflicts", conflicts, "err", err)
+			// Controllers write status often; a short random pause keeps the
+			// next attempt from meeting the same burst of writes.
+			if err := sleep(ctx, rand.N(conflictPause*time.Duration(conflicts))); err != nil {
+				return res, fmt.Errorf("conflicting when the deadline came: %w", err)
+			}
 		case transient(err):
 			failures++
 			pause := backoff(failures)

@@ -180,6 +180,9 @@ func (e *Env) startControllerManager(assets string) error {
 	}
 }
 
+// KubeConfig returns a kubeconfig file's content for the administrator.
+func (e *Env) KubeConfig() []byte { return e.env.KubeConfig }
+
 // ControllerManagerOutput returns what kube-controller-manager printed.
 func (e *Env) ControllerManagerOutput() string {
 	if e.kcmOut == nil {
