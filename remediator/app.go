@@ -25,6 +25,7 @@ import (
 	"github.com/companion/remediator/notifier/dispatch"
 	"github.com/companion/remediator/remediator/action"
 	"github.com/companion/remediator/remediator/engine"
+	"github.com/companion/remediator/remediator/kube"
 	"github.com/companion/remediator/remediator/playbook"
 	"github.com/companion/remediator/remediator/state"
 )
@@ -102,10 +103,10 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	exec := opts.Executor
 	if exec == nil {
-		exec = &action.PlanOnly{}
-	}
-	if _, ok := exec.(*action.PlanOnly); ok {
-		a.logger.Warn("PLAN-ONLY MODE: no cluster is configured; the remediator records what it would do and changes nothing")
+		if exec, err = a.executor(ctx, cfg); err != nil {
+			a.Close()
+			return nil, err
+		}
 	}
 	n := opts.Notifier
 	if n == nil {
@@ -146,6 +147,29 @@ func engineOptions(cfg *Config, opts Options) engine.Options {
 		eo.Query = promQuery(cfg.Prometheus.URL)
 	}
 	return eo
+}
+
+// executor returns the Kubernetes executor when a cluster answers, and the
+// plan-only executor, with a loud warning, when none does.
+func (a *App) executor(ctx context.Context, cfg *Config) (action.Executor, error) {
+	why := "plan_only is set in the configuration"
+	if !cfg.PlanOnly {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := kube.Probe(pctx, cfg.Kubernetes)
+		cancel()
+		if err == nil {
+			exec, err := kube.New(cfg.Kubernetes, a.logger, a.store)
+			if err != nil {
+				return nil, fmt.Errorf("kubernetes executor: %w", err)
+			}
+			a.logger.Info("acting on the kubernetes cluster", "executor", exec.Name())
+			return exec, nil
+		}
+		why = err.Error()
+	}
+	a.logger.Warn("PLAN-ONLY MODE: the remediator records what it would do and changes nothing",
+		"reason", why)
+	return &action.PlanOnly{}, nil
 }
 
 func (a *App) openStore(cfg *Config) error {

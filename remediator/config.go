@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/companion/remediator/notifier/dispatch"
+	"github.com/companion/remediator/remediator/kube"
 	"github.com/companion/remediator/remediator/playbook"
 	"github.com/companion/remediator/remediator/state"
 	"go.yaml.in/yaml/v3"
@@ -39,6 +40,12 @@ type Config struct {
 	Maintenance []MaintenanceWindow `yaml:"maintenance"`
 	Prometheus  PrometheusConfig    `yaml:"prometheus"`
 	Store       StoreConfig         `yaml:"store"`
+	// Kubernetes says how to reach the cluster. When no cluster can be
+	// reached the remediator runs plan-only and says so.
+	Kubernetes kube.Config `yaml:"kubernetes"`
+	// PlanOnly keeps the remediator from acting even when a cluster is
+	// reachable.
+	PlanOnly bool `yaml:"plan_only"`
 	// Notify configures Slack, email and escalation chains; see
 	// docs/notifications.md.
 	Notify dispatch.Config `yaml:"notify"`
@@ -225,6 +232,9 @@ func (c *Config) validate() []string {
 		if err := c.Store.Redis.Validate(); err != nil {
 			add("store.redis: %v", err)
 		}
+	}
+	if err := c.Kubernetes.Validate(); err != nil {
+		add("kubernetes: %v", err)
 	}
 	c.Notify.ApplyDefaults()
 	if err := c.Notify.Validate(); err != nil {

@@ -27,6 +27,8 @@ func TestServeAsANewUserWould(t *testing.T) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, string(out))
 
+	// No cluster: whatever kubeconfig this machine has is not used.
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "no-such-kubeconfig"))
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	proc := testenv.Start(t, "../..", bin, "serve", "--config", "examples/remediator.yml",
 		"--listen", addr, "--data-dir", t.TempDir())
