@@ -190,7 +190,7 @@ func (d *Dispatcher) Notify(ctx context.Context, ev notifier.Event) error {
 		}
 	}
 	if d.slack != nil {
-		errs = append(errs, d.enqueue(d.slackQ, integrationSlack, func(ctx context.Context) error {
+		errs = append(errs, d.enqueue(d.slackQ, integrationSlack, ev.Incident.ID, func(ctx context.Context) error {
 			return d.slack.Notify(ctx, ev)
 		}))
 	}
@@ -217,7 +217,7 @@ func (d *Dispatcher) Ack(ctx context.Context, incidentID, by string) error {
 	d.logStopped(ctx, ev)
 	errs := []error{d.followUp(rec.Emailed, ev)}
 	if d.slack != nil {
-		errs = append(errs, d.enqueue(d.slackQ, integrationSlack, func(ctx context.Context) error {
+		errs = append(errs, d.enqueue(d.slackQ, integrationSlack, ev.Incident.ID, func(ctx context.Context) error {
 			return d.slack.Notify(ctx, ev)
 		}))
 	}
@@ -238,15 +238,20 @@ func (d *Dispatcher) followUp(to []string, ev notifier.Event) error {
 	if d.email == nil || len(to) == 0 {
 		return nil
 	}
-	return d.enqueue(d.emailQ, integrationEmail, func(ctx context.Context) error {
+	return d.enqueue(d.emailQ, integrationEmail, ev.Incident.ID, func(ctx context.Context) error {
 		return d.email.Send(ctx, to, ev)
 	})
 }
 
-// enqueue queues one delivery and counts its result when it has run.
-func (d *Dispatcher) enqueue(q *queue, integration string, send func(context.Context) error) error {
+// enqueue queues one delivery about an incident and counts its result when
+// it has run.
+func (d *Dispatcher) enqueue(
+	q *queue,
+	integration, incident string,
+	send func(context.Context) error,
+) error {
 	ok := q.push(func(ctx context.Context) {
-		d.count(ctx, integration, send(ctx))
+		d.count(ctx, integration, incident, send(ctx))
 	})
 	if !ok {
 		d.deliveries.WithLabelValues(integration, resultDropped).Inc()
@@ -256,13 +261,14 @@ func (d *Dispatcher) enqueue(q *queue, integration string, send func(context.Con
 }
 
 // count records a delivery's result and logs a failure, once, here.
-func (d *Dispatcher) count(ctx context.Context, integration string, err error) {
+func (d *Dispatcher) count(ctx context.Context, integration, incident string, err error) {
 	if err == nil {
 		d.deliveries.WithLabelValues(integration, resultSent).Inc()
 		return
 	}
 	d.deliveries.WithLabelValues(integration, resultFailed).Inc()
-	d.logger.ErrorContext(ctx, "notification_failed", "integration", integration, "err", err)
+	d.logger.ErrorContext(ctx, "notification_failed", "integration", integration,
+		"incident", incident, "err", err)
 }
 
 // Run sends escalation steps as they fall due, until ctx ends.
@@ -309,7 +315,7 @@ func (d *Dispatcher) page(ctx context.Context, p escalation.Page) escalation.Out
 	if d.slack != nil {
 		attempted = true
 		err := d.slack.Page(ctx, ev, mentions(p.Slack))
-		d.count(ctx, integrationSlack, err)
+		d.count(ctx, integrationSlack, p.Incident.ID, err)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -325,7 +331,7 @@ func (d *Dispatcher) page(ctx context.Context, p escalation.Page) escalation.Out
 	if d.email != nil && len(to) > 0 {
 		attempted = true
 		err := d.email.Send(ctx, to, ev)
-		d.count(ctx, integrationEmail, err)
+		d.count(ctx, integrationEmail, p.Incident.ID, err)
 		if err != nil {
 			errs = append(errs, err)
 		} else {

@@ -121,7 +121,8 @@ func view(ev notifier.Event) mailView {
 		labels = append(labels, k+"="+inc.Labels[k])
 	}
 	v.Labels = strings.Join(labels, ", ")
-	for _, l := range [][2]string{{"Alertmanager", inc.ExternalURL}, {"Alert source", inc.GeneratorURL}} {
+	links := [][2]string{{"Alertmanager", inc.ExternalURL}, {"Alert source", inc.GeneratorURL}}
+	for _, l := range links {
 		if strings.HasPrefix(l[1], "http://") || strings.HasPrefix(l[1], "https://") {
 			v.Links = append(v.Links, l)
 		}

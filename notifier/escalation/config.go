@@ -257,7 +257,8 @@ func (c Config) validateChain(name string, ch Chain) []error {
 		switch st.When {
 		case Always, BusinessHours, OutsideQuietHours:
 		default:
-			errs = append(errs, fmt.Errorf("%s.when %q: must be always, business_hours or outside_quiet_hours",
+			errs = append(errs, fmt.Errorf(
+				"%s.when %q: must be always, business_hours or outside_quiet_hours",
 				field, st.When))
 		}
 		r := Recipients{Slack: st.Slack, Email: st.Email}

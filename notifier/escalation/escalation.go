@@ -334,7 +334,13 @@ func (e *Engine) claimNext(ctx context.Context, id string) (Page, bool, bool, er
 }
 
 // finish records the outcome of a step, unless the chain stopped meanwhile.
-func (e *Engine) finish(ctx context.Context, id string, step int, result string, out Outcome) error {
+func (e *Engine) finish(
+	ctx context.Context,
+	id string,
+	step int,
+	result string,
+	out Outcome,
+) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec, ok, err := e.load(ctx, id)

@@ -162,7 +162,8 @@ func actions(th thread) *slack.ActionBlock {
 }
 
 func summary(inc notifier.Incident) string {
-	for _, s := range []string{inc.Summary, inc.Annotations["summary"], inc.Annotations["description"]} {
+	candidates := []string{inc.Summary, inc.Annotations["summary"], inc.Annotations["description"]}
+	for _, s := range candidates {
 		if s != "" {
 			return s
 		}
