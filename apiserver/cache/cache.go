@@ -241,7 +241,14 @@ func (c *Cache) Run(ctx context.Context) error {
 		return nil
 	}
 	ps := c.rdb.Subscribe(ctx, c.cfg.Channel)
-	defer ps.Close()
+	// Receive blocks in a socket read that ignores ctx; closing the
+	// subscription is what ends it.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer func() {
+		if stop() {
+			_ = ps.Close()
+		}
+	}()
 	for {
 		msg, err := ps.Receive(ctx)
 		if ctx.Err() != nil {
