@@ -409,3 +409,38 @@ func TestNewAgainOnOneRegistry(t *testing.T) {
 	require.InDelta(t, 1, testutil.ToFloat64(second.steps.WithLabelValues("p1", escalation.ResultSent)), 0)
 	require.InDelta(t, 0, testutil.ToFloat64(second.steps.WithLabelValues("p0", escalation.ResultSent)), 0)
 }
+
+// TestRunSendsStepsAsTheyFallDue drives the real timer loop: the first
+// step goes out on its own, and an escalate event brings the next one
+// forward.
+func TestRunSendsStepsAsTheyFallDue(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Slack = nil
+	e.cfg.Escalation.PollInterval = 10 * time.Millisecond
+	d := e.start(t, state.NewMemory())
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		d.Run(ctx)
+	}()
+
+	require.NoError(t, d.Notify(ctx, notifier.Event{Kind: notifier.Opened, Incident: firing()}))
+	require.Eventually(t, func() bool { return len(e.smtp.Messages()) == 1 },
+		5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(d.unacked) == 1 },
+		5*time.Second, 5*time.Millisecond)
+
+	e.clock.Set(opened.Add(5 * time.Minute))
+	require.NoError(t, d.Notify(ctx, notifier.Event{Kind: notifier.Escalate, Incident: firing()}))
+	require.Eventually(t, func() bool { return len(e.smtp.Messages()) == 2 },
+		5*time.Second, 5*time.Millisecond)
+	require.Contains(t, e.mails(t)[1], "eng@example.com: ", "engineering asked before the hour")
+
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}

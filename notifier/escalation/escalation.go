@@ -158,6 +158,10 @@ func (e *Engine) Start(ctx context.Context, inc notifier.Incident) (bool, error)
 		return false, nil
 	}
 	chain := e.cfg.chainFor(inc.Chain, inc.Severity)
+	if inc.Chain != "" && chain != inc.Chain {
+		e.logger.WarnContext(ctx, "escalation_chain_unknown", "incident", inc.ID,
+			"chain", inc.Chain, "used", chain)
+	}
 	rec := Record{Incident: inc, Chain: chain, OpenedAt: inc.OpenedAt}
 	if rec.OpenedAt.IsZero() {
 		rec.OpenedAt = e.clock.Now()
