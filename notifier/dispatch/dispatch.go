@@ -94,7 +94,6 @@ func New(
 			return nil, err
 		}
 		d.slack = slack.New(*cfg.Slack, token, store, logger)
-		d.slackQ = newQueue(cfg.QueueSize)
 	}
 	if cfg.Email != nil {
 		password, err := cfg.Email.Password()
@@ -105,6 +104,13 @@ func New(
 		if err != nil {
 			return nil, err
 		}
+	}
+
+	// The queues start their workers last, when nothing can fail any more.
+	if d.slack != nil {
+		d.slackQ = newQueue(cfg.QueueSize)
+	}
+	if d.email != nil {
 		d.emailQ = newQueue(cfg.QueueSize)
 	}
 	return d, nil
