@@ -80,7 +80,10 @@ func TestConfig(t *testing.T) {
 			cfg:  Config{Kubeconfig: filepath.Join(t.TempDir(), "absent")},
 			err:  "load kubeconfig",
 		},
-		{name: "nothing configured", cfg: Config{}, err: "no kubernetes cluster configured", noCluster: true},
+		{
+			name: "nothing configured", cfg: Config{},
+			err: "no kubernetes cluster configured", noCluster: true,
+		},
 		{name: "negative qps", cfg: Config{QPS: -1}, err: "qps must not be negative"},
 	}
 	for _, tc := range cases {

@@ -46,19 +46,21 @@ func TestForbiddenIsTerminalAndNamesWhatIsMissing(t *testing.T) {
 		message string
 	}{
 		{
-			name:    "restart needs patch",
-			req:     action.Request{Action: action.Restart, Target: f.target("deployment", "web")},
-			method:  http.MethodPatch,
-			path:    "/deployments/web",
-			message: "forbidden: RBAC does not allow the remediator to patch deployments.apps in namespace " + f.ns,
+			name:   "restart needs patch",
+			req:    action.Request{Action: action.Restart, Target: f.target("deployment", "web")},
+			method: http.MethodPatch,
+			path:   "/deployments/web",
+			message: "forbidden: RBAC does not allow the remediator to " +
+				"patch deployments.apps in namespace " + f.ns,
 		},
 		{
 			name: "scale needs update on the scale subresource",
 			req: action.Request{Action: action.Scale, Target: f.target("deployment", "web"),
 				Params: action.Params{Replicas: ptr.To[int32](3)}},
-			method:  http.MethodPut,
-			path:    "/deployments/web/scale",
-			message: "forbidden: RBAC does not allow the remediator to update deployments.apps/scale in namespace " + f.ns,
+			method: http.MethodPut,
+			path:   "/deployments/web/scale",
+			message: "forbidden: RBAC does not allow the remediator to " +
+				"update deployments.apps/scale in namespace " + f.ns,
 		},
 	}
 	for _, tc := range cases {

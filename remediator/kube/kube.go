@@ -57,7 +57,11 @@ func New(cfg Config, logger *slog.Logger, store RevisionStore) (*Executor, error
 
 // NewForRESTConfig is New for a client configuration built elsewhere, such
 // as one for a test control plane.
-func NewForRESTConfig(rc *rest.Config, logger *slog.Logger, store RevisionStore) (*Executor, error) {
+func NewForRESTConfig(
+	rc *rest.Config,
+	logger *slog.Logger,
+	store RevisionStore,
+) (*Executor, error) {
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("create kubernetes client for %s: %w", rc.Host, err)

@@ -81,7 +81,11 @@ func (f *fixture) do(req action.Request) (action.Result, error) {
 
 // deployment creates a Deployment running image with replicas pods and
 // waits until it has rolled out; change adjusts it before creation.
-func (f *fixture) deployment(name, image string, replicas int32, change ...func(*appsv1.Deployment)) *appsv1.Deployment {
+func (f *fixture) deployment(
+	name, image string,
+	replicas int32,
+	change ...func(*appsv1.Deployment),
+) *appsv1.Deployment {
 	f.t.Helper()
 	labels := map[string]string{"app": name}
 	d := &appsv1.Deployment{

@@ -33,7 +33,9 @@ func TestRestartDeployment(t *testing.T) {
 	require.Equal(t, res.Details["restarted_at"],
 		owned[0].Spec.Template.Annotations[RestartedAtAnnotation])
 
-	res, err = f.do(action.Request{Action: action.WaitForRollout, Target: f.target("deployment", "web")})
+	res, err = f.do(action.Request{
+		Action: action.WaitForRollout, Target: f.target("deployment", "web"),
+	})
 	require.NoError(t, err)
 	require.Equal(t, "true", res.Details["rolled_out"])
 }
