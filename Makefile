@@ -4,7 +4,7 @@
 GO        ?= go
 DATA_DIR  ?= ./data
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
-STATICCHECK_VERSION ?= 2026.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build run test test-short deps lint bench clean
 
@@ -25,6 +25,7 @@ test: deps
 
 lint:
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 clean:
 	rm -rf bin $(DATA_DIR)

@@ -359,7 +359,9 @@ func (s *Redis) Incidents(ctx context.Context, openOnly bool) ([]Incident, error
 	if openOnly {
 		index += ":open"
 	}
-	ids, err := s.client.ZRevRange(ctx, index, 0, -1).Result()
+	ids, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: index, Start: 0, Stop: -1, Rev: true,
+	}).Result()
 	if err != nil {
 		return nil, fail("list incidents", err)
 	}
