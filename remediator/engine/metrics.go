@@ -20,6 +20,7 @@ type metrics struct {
 	truncated     prometheus.Counter
 	alerts        *prometheus.CounterVec
 	runs          *prometheus.CounterVec
+	skipped       *prometheus.CounterVec
 	stepDuration  *prometheus.HistogramVec
 	queueLength   prometheus.GaugeFunc
 	queueCapacity prometheus.Gauge
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 			Name: "remediator_runs_total",
 			Help: "Playbook runs finished, by playbook and result.",
 		}, []string{"playbook", "result"}),
+		skipped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "remediator_runs_skipped_total",
+			Help: "Runs a guard kept from acting, by reason.",
+		}, []string{"reason"}),
 		stepDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "remediator_step_duration_seconds",
 			Help:    "Time each playbook step took, by action.",

@@ -118,7 +118,7 @@ func (e *Engine) run(ctx context.Context, j job) {
 	}
 	if reason != "" {
 		log.InfoContext(ctx, "run skipped by guard", "reason", reason, "detail", detail)
-		e.metrics.alerts.WithLabelValues(OutcomeSkipped, reason).Inc()
+		e.metrics.skipped.WithLabelValues(reason).Inc()
 		rec.Result, rec.Reason = ResultSkipped, reason+": "+detail
 		if reason == ReasonApproval {
 			rec.Result = ResultAwaitingApproval
