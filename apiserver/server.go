@@ -40,7 +40,7 @@ type Server struct {
 // New builds a Server from cfg, registering its metrics on reg and
 // serving reg's metrics at /metrics. reg must also be a Gatherer, such as
 // a *prometheus.Registry. It contacts no dependency: /health reports them.
-func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Server, error) {
+func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("companion-api config: %w", err)
 	}
@@ -49,9 +49,14 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Server, er
 	}
 
 	s := &Server{cfg: cfg, log: logger, workers: make(chan struct{}, cfg.Workers)}
+	for _, o := range opts {
+		o(s)
+	}
 	var err error
-	if s.store, err = newStore(cfg); err != nil {
-		return nil, err
+	if s.store == nil {
+		if s.store, err = newStore(cfg); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.RedisAddr != "" {
 		s.redis = redis.NewClient(&redis.Options{
@@ -81,6 +86,16 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Server, er
 	s.faults = newFaults(cfg.Faults, logger, s.cache.SetBypass)
 	s.handler = s.routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s, nil
+}
+
+// Option changes how New builds a Server.
+type Option func(*Server)
+
+// WithStore makes the server use st instead of the store cfg names. Tests
+// use it to let several replicas share one store, as replicas in a cluster
+// share one Elasticsearch.
+func WithStore(st store.Store) Option {
+	return func(s *Server) { s.store = st }
 }
 
 func newStore(cfg Config) (store.Store, error) {
