@@ -143,3 +143,16 @@ func IsTerminal(err error) bool {
 	var t *TerminalError
 	return errors.As(err, &t)
 }
+
+// Resolver is implemented by executors that can find the workload that owns
+// a pod target, so that guards and locks apply to the workload and not to
+// one of its pods.
+type Resolver interface {
+	Resolve(ctx context.Context, t Target) (Target, error)
+}
+
+// GoodMarker is implemented by executors that remember the revision a
+// workload runs once a run verified it healthy, for later rollbacks.
+type GoodMarker interface {
+	MarkGood(ctx context.Context, t Target) (string, error)
+}

@@ -257,6 +257,8 @@ func TestVerify(t *testing.T) {
 `
 	t.Run("resolved in time", func(t *testing.T) {
 		f := newFixture(t, strings.Replace(src, "%s", "1m", 1), Options{Workers: 1})
+		exec := &resolving{scripted: scripted{fail: map[action.Type]error{}}}
+		f.eng.exec, f.exec = exec, &exec.scripted
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		f.eng.Start(ctx)
@@ -271,6 +273,7 @@ func TestVerify(t *testing.T) {
 		require.Equal(t, ResultSucceeded, run.Result)
 		require.Equal(t, []string{"restart"}, f.exec.actions(), "rollback skipped after verification")
 		require.Contains(t, f.ev.list(), string(notifier.Verified))
+		require.Equal(t, []string{"Deployment shop/web"}, exec.good, "the verified revision is remembered")
 		require.Contains(t, f.ev.list(), string(notifier.Resolved))
 	})
 	t.Run("not resolved", func(t *testing.T) {
@@ -340,4 +343,62 @@ func TestQueueFullReleasesTheClaim(t *testing.T) {
 	f.eng.RunPending(ctx)
 	d := f.handle(t, firing("k2", f.now))
 	require.Equal(t, OutcomeMatched, d[0].Outcome, "the retry wins the released claim")
+}
+
+// resolving is a scripted executor that also resolves pods to their
+// Deployment and remembers good revisions.
+type resolving struct {
+	scripted
+	good []string
+}
+
+func (r *resolving) Resolve(_ context.Context, t action.Target) (action.Target, error) {
+	if t.Pod == "gone" {
+		return t, action.Terminal(errors.New(`pods "gone" not found`))
+	}
+	name, _, _ := strings.Cut(t.Pod, "-")
+	return action.Target{Kind: action.KindDeployment, Namespace: t.Namespace, Name: name}, nil
+}
+
+func (r *resolving) MarkGood(_ context.Context, t action.Target) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.good = append(r.good, t.String())
+	return "7", nil
+}
+
+// TestPodTargetsShareTheWorkloadsGuards sends alerts about two pods of one
+// Deployment: the cooldown belongs to the Deployment, so the second is
+// refused; a verified run marks the revision good.
+func TestPodTargetsShareTheWorkloadsGuards(t *testing.T) {
+	src := `version: 1
+name: pods
+match: {alertname: HighErrorRate}
+target: {namespace: '{{ .Labels.namespace }}', pod: '{{ .Labels.pod }}'}
+guards: {cooldown: 1h}
+steps: [{action: restart}, {action: verify, timeout: 20ms, on_failure: continue}]
+`
+	f := newFixture(t, src, Options{})
+	exec := &resolving{scripted: scripted{fail: map[action.Type]error{}}}
+	f.eng.exec = exec
+	alert := func(fp, pod string) *Message {
+		m := firing(fp, f.now)
+		m.Alerts[0].Labels["pod"] = pod
+		return m
+	}
+	d := f.handle(t, alert("p1", "web-abc12"))
+	run := f.run(t, d[0].Incident)
+	require.Equal(t, "Deployment shop/web", run.Target)
+	require.Equal(t, []string{"restart"}, exec.actions())
+
+	d = f.handle(t, alert("p2", "web-def34"))
+	run = f.run(t, d[0].Incident)
+	require.Equal(t, ResultSkipped, run.Result)
+	require.Contains(t, run.Reason, ReasonCooldown)
+
+	d = f.handle(t, alert("p3", "gone"))
+	run = f.run(t, d[0].Incident)
+	require.Equal(t, ResultFailed, run.Result)
+	require.Contains(t, run.Reason, `find the workload of pod shop/gone`)
+	require.Empty(t, exec.good, "no verify succeeded yet")
 }

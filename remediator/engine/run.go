@@ -107,6 +107,16 @@ func (e *Engine) run(ctx context.Context, j job) {
 		return
 	}
 
+	if err := e.resolveTarget(ctx, &j); err != nil {
+		log.WarnContext(ctx, "target could not be resolved", "err", err)
+		rec.Result, rec.Reason = ResultFailed, err.Error()
+		e.notify(ctx, notifier.Event{Kind: notifier.Failed, Incident: e.eventIncident(j),
+			Text: err.Error(), At: e.opts.Now()})
+		e.finishRun(ctx, j, rec)
+		return
+	}
+	rec.Target = j.target.String()
+
 	reason, detail, err := e.admit(ctx, j)
 	if err != nil {
 		// Nothing was done: let a repeat of the alert claim it again.
@@ -231,6 +241,9 @@ func (e *Engine) steps(ctx context.Context, j job, rec *state.Run) string {
 		}
 
 		if err == nil {
+			if s.Action == playbook.ActionVerify && !planOnly {
+				e.markGood(ctx, j)
+			}
 			if s.Action == playbook.ActionVerify && !planOnly &&
 				s.OnSuccess == playbook.OnSuccessStop {
 				e.notify(ctx, notifier.Event{Kind: notifier.Verified,
@@ -256,6 +269,37 @@ func (e *Engine) steps(ctx context.Context, j job, rec *state.Run) string {
 		return ResultPlanned
 	}
 	return ResultSucceeded
+}
+
+// resolveTarget replaces a pod target by the workload that owns it, when
+// the executor can tell, so that cooldowns, budgets and the lock belong to
+// the workload: a restarted workload's new pods have new names.
+func (e *Engine) resolveTarget(ctx context.Context, j *job) error {
+	r, ok := e.exec.(action.Resolver)
+	if !ok || j.target.Pod == "" || j.target.Kind != "" {
+		return nil
+	}
+	t, err := r.Resolve(ctx, j.target)
+	if err != nil {
+		return fmt.Errorf("find the workload of pod %s/%s: %w", j.target.Namespace, j.target.Pod, err)
+	}
+	j.target = t
+	return nil
+}
+
+// markGood tells the executor the workload's revision is healthy, so a
+// later rollback can go back to it.
+func (e *Engine) markGood(ctx context.Context, j job) {
+	m, ok := e.exec.(action.GoodMarker)
+	if !ok {
+		return
+	}
+	rev, err := m.MarkGood(ctx, j.target)
+	if err != nil {
+		e.logger.WarnContext(ctx, "remember good revision", "target", j.target.String(), "err", err)
+		return
+	}
+	e.logger.InfoContext(ctx, "revision verified good", "target", j.target.String(), "revision", rev)
 }
 
 func (e *Engine) planOnly() bool {

@@ -26,10 +26,17 @@ func (e *Executor) waitForRollout(
 	req action.Request,
 	t action.Target,
 ) (action.Result, error) {
+	last := "no status read yet"
 	for {
 		status, done, err := e.rolloutStatus(ctx, t)
+		if err != nil && ctx.Err() != nil {
+			return action.Result{}, fmt.Errorf("rollout not finished: %s: %w", last, ctx.Err())
+		}
 		if err != nil && !transient(err) {
 			return action.Result{}, err
+		}
+		if err == nil {
+			last = status
 		}
 		if done || req.DryRun {
 			return action.Result{Summary: status, Details: map[string]string{
@@ -37,7 +44,7 @@ func (e *Executor) waitForRollout(
 			}}, nil
 		}
 		if err := sleep(ctx, e.pollEvery); err != nil {
-			return action.Result{}, fmt.Errorf("rollout not finished: %s: %w", status, err)
+			return action.Result{}, fmt.Errorf("rollout not finished: %s: %w", last, err)
 		}
 	}
 }
