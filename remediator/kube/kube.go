@@ -41,7 +41,11 @@ type Executor struct {
 	pollEvery time.Duration
 }
 
-var _ action.Executor = (*Executor)(nil)
+var (
+	_ action.Executor   = (*Executor)(nil)
+	_ action.Resolver   = (*Executor)(nil)
+	_ action.GoodMarker = (*Executor)(nil)
+)
 
 // New returns an executor for the cluster cfg describes. store keeps which
 // revisions rollbacks must never return to and which one was last known
@@ -139,6 +143,17 @@ func (e *Executor) dispatch(
 // then namespace/name.
 func describe(t action.Target) string {
 	return strings.ToLower(t.Kind) + " " + t.Namespace + "/" + t.Name
+}
+
+// Resolve returns the workload target t names: its kind normalised, or, for
+// a pod, the Deployment or StatefulSet that runs it, with Pod kept. Errors
+// are terminal when the target can never be acted on.
+func (e *Executor) Resolve(ctx context.Context, t action.Target) (action.Target, error) {
+	r, err := e.resolve(ctx, t)
+	if err != nil {
+		return r, fmt.Errorf("resolve %s: %w", t, err)
+	}
+	return r, nil
 }
 
 // resolve checks the target's names and settles its kind: an explicit kind

@@ -245,7 +245,7 @@ func TestResolveTarget(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := f.exec.resolve(f.ctx(), tc.target)
+			got, err := f.exec.Resolve(f.ctx(), tc.target)
 			if tc.err != "" {
 				require.Error(t, err)
 				require.True(t, action.IsTerminal(err))
@@ -256,4 +256,10 @@ func TestResolveTarget(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+
+	t.Run("mark good records nothing for a statefulset", func(t *testing.T) {
+		revision, err := f.exec.MarkGood(f.ctx(), action.Target{Namespace: f.ns, Pod: "db-0"})
+		require.NoError(t, err)
+		require.Empty(t, revision)
+	})
 }

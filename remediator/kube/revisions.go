@@ -90,15 +90,16 @@ func (r *revisions) save(ctx context.Context, ns, name string, h history, now ti
 
 // MarkGood records the ReplicaSet that target, a Deployment, runs now as
 // its last known good revision: the one a later rollback returns to. Call it
-// when a run's verification passed. It returns the revision recorded.
+// when a run's verification passed. It returns the revision recorded. For a
+// StatefulSet it records nothing and returns "", since rollback acts on
+// Deployments only.
 func (e *Executor) MarkGood(ctx context.Context, target action.Target) (string, error) {
 	t, err := e.resolve(ctx, target)
 	if err != nil {
 		return "", fmt.Errorf("mark good %s: %w", target, err)
 	}
 	if t.Kind != action.KindDeployment {
-		return "", action.Terminal(fmt.Errorf(
-			"mark good %s: revisions are tracked for deployments only", describe(t)))
+		return "", nil
 	}
 	d, err := e.client.AppsV1().Deployments(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{})
 	if err != nil {
