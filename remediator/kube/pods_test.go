@@ -155,7 +155,7 @@ func TestWaitForRollout(t *testing.T) {
 		{name: "rolled out", target: "done", timeout: 5 * time.Second},
 		{
 			name: "times out while replicas are unavailable", target: "stuck",
-			timeout: time.Second, err: "rollout not finished: 0 of 2 updated replicas available",
+			timeout: time.Second, err: "rollout not finished: ",
 		},
 		{
 			name: "progress deadline exceeded fails at once", target: "stalled",
