@@ -8,7 +8,10 @@
 // The binaries come from KUBEBUILDER_ASSETS when it is set, and otherwise
 // from the cache directory that tools/build.sh fills (make deps runs it).
 // Everything listens on loopback ports picked at start; the processes are
-// stopped by PID when the tests are done.
+// stopped by PID when the tests are done. kube-controller-manager dies with
+// the test binary; etcd and kube-apiserver, which envtest starts in their
+// own process group, outlive a test binary that is killed outright (as by
+// go test's -timeout) and must then be ended by hand.
 package kubetest
 
 import (
