@@ -426,3 +426,34 @@ func TestAcknowledge(t *testing.T) {
 	code, body = post("/api/v1/incidents/"+id+"/ack", `{"by":`)
 	require.Equal(t, 400, code, body)
 }
+
+// TestRestartReleasesQueuedRuns stops the remediator while runs it claimed
+// still wait in the queue: after the restart their claims are released, so
+// Alertmanager's next notification of the alert runs them, once.
+func TestRestartReleasesQueuedRuns(t *testing.T) {
+	dataDir := t.TempDir()
+	body, err := os.ReadFile("../testdata/alertmanager/001-alertmanager.json")
+	require.NoError(t, err)
+
+	// A process that accepts the notification and dies before any worker
+	// runs it.
+	first, err := New(t.Context(), Options{ConfigPath: "testdata/remediator.yml", DataDir: dataDir,
+		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(),
+		Executor: &action.PlanOnly{}, Console: io.Discard})
+	require.NoError(t, err)
+	srv := httptest.NewServer(first.Handler())
+	resp, err := http.Post(srv.URL+"/webhook/alertmanager", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	srv.Close()
+	require.NoError(t, first.Close())
+
+	second := start(t, "testdata/remediator.yml", dataDir)
+	sum := second.postFile(t, "../testdata/alertmanager/001-alertmanager.json")
+	require.Equal(t, []string{"matched", "matched"}, outcomes(sum), "claims were released")
+	second.waitIdle(t)
+	require.Len(t, second.exec.Planned(), 4)
+	sum = second.postFile(t, "../testdata/alertmanager/001-alertmanager.json")
+	require.Equal(t, []string{"duplicate", "duplicate"}, outcomes(sum))
+}

@@ -274,12 +274,28 @@ func (e *Engine) claim(ctx context.Context, rules *Rules, m *Message, a template
 		target:   target,
 		claimKey: key,
 	}
+	// The pending mark lets a restart release the claim of a run that was
+	// queued but never started, instead of losing the alert.
+	if err := e.store.Put(ctx, bucketPending, j.runID, []byte(key)); err != nil {
+		e.release(ctx, key)
+		return nil, fmt.Errorf("record pending run for alert %s: %w", base.Fingerprint, err)
+	}
 	if err := e.enqueue(j); err != nil {
 		// Nothing was done: a retry of the notification may claim it again.
+		e.forgetPending(ctx, j.runID)
 		e.release(ctx, key)
 		return nil, err
 	}
 	return e.decide(ctx, base, OutcomeMatched, "", ""), nil
+}
+
+// bucketPending holds the claim key of every run queued but not finished.
+const bucketPending = "pending-runs"
+
+func (e *Engine) forgetPending(ctx context.Context, runID string) {
+	if err := e.store.Delete(context.WithoutCancel(ctx), bucketPending, runID); err != nil {
+		e.logger.ErrorContext(ctx, "forget pending run", "run", runID, "err", err)
+	}
 }
 
 func (e *Engine) release(ctx context.Context, key string) {

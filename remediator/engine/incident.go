@@ -20,6 +20,23 @@ const lockWait = 5 * time.Second
 func (e *Engine) updateIncident(ctx context.Context, id string,
 	create func() state.Incident, change func(*state.Incident),
 ) (found bool, err error) {
+	if u, ok := e.store.(state.IncidentUpdater); ok {
+		err := u.UpdateIncident(ctx, id, func(inc *state.Incident, exists bool) bool {
+			if !exists {
+				if create == nil {
+					return false
+				}
+				*inc = create()
+			}
+			found = true
+			change(inc)
+			return true
+		})
+		if err != nil {
+			return false, fmt.Errorf("update incident %s: %w", id, err)
+		}
+		return found, nil
+	}
 	owner := fmt.Sprintf("incident-update-%d", time.Now().UnixNano())
 	key := "incident/" + id
 	deadline := time.Now().Add(lockWait)
@@ -80,33 +97,15 @@ func newIncident(id, external string, a template.Alert, now time.Time) state.Inc
 	}
 }
 
-// openIncident records a queued run in the alert's incident, creating the
-// incident on the first run.
-func (e *Engine) openIncident(ctx context.Context, j job) error {
-	now := e.opts.Now()
-	_, err := e.updateIncident(ctx, j.incident,
-		func() state.Incident { return newIncident(j.incident, j.external, j.alert, now) },
-		func(inc *state.Incident) {
-			for _, r := range inc.Runs {
-				if r.ID == j.runID {
-					return
-				}
-			}
-			inc.Runs = append(inc.Runs, state.Run{
-				ID:       j.runID,
-				Playbook: j.playbook.Name,
-				Target:   j.target.String(),
-				Executor: e.exec.Name(),
-				Result:   ResultQueued,
-				Started:  now,
-			})
-		})
-	return err
-}
-
-// saveRun replaces the run's record in its incident.
+// saveRun replaces the run's record in its incident, creating the incident
+// on the alert's first run.
 func (e *Engine) saveRun(ctx context.Context, j job, run state.Run) error {
-	_, err := e.updateIncident(ctx, j.incident, nil, func(inc *state.Incident) {
+	var create func() state.Incident
+	if j.alert.Labels != nil {
+		now := e.opts.Now()
+		create = func() state.Incident { return newIncident(j.incident, j.external, j.alert, now) }
+	}
+	_, err := e.updateIncident(ctx, j.incident, create, func(inc *state.Incident) {
 		for i := range inc.Runs {
 			if inc.Runs[i].ID == run.ID {
 				inc.Runs[i] = run
@@ -118,10 +117,33 @@ func (e *Engine) saveRun(ctx context.Context, j job, run state.Run) error {
 	return err
 }
 
-// RecoverInterrupted marks runs that a previous process queued or started
-// but never finished, so that a restart neither forgets them nor runs them
-// a second time. It returns how many it marked.
+// RecoverInterrupted deals with what a previous process left unfinished.
+// Runs it claimed but never started get their claims released, so the
+// alert's next notification from Alertmanager (its repeat_interval) runs
+// them. Runs it started but never finished are marked interrupted: they may
+// have acted, so they are not run again, and a human is told. It must only
+// be called with a store no other live process uses. It returns how many
+// runs it dealt with.
 func (e *Engine) RecoverInterrupted(ctx context.Context) (int, error) {
+	pending, err := e.store.List(ctx, bucketPending)
+	if err != nil {
+		return 0, fmt.Errorf("list pending runs: %w", err)
+	}
+	for runID, claim := range pending {
+		if err := e.store.Release(ctx, string(claim)); err != nil {
+			return 0, fmt.Errorf("release claim of pending run %s: %w", runID, err)
+		}
+		if err := e.store.Delete(ctx, bucketPending, runID); err != nil {
+			return 0, fmt.Errorf("forget pending run %s: %w", runID, err)
+		}
+		e.logger.WarnContext(ctx, "run lost by the last stop, claim released for the next notification",
+			"run", runID, "claim", string(claim))
+	}
+	done, err := e.markInterrupted(ctx)
+	return len(pending) + done, err
+}
+
+func (e *Engine) markInterrupted(ctx context.Context) (int, error) {
 	incs, err := e.store.Incidents(ctx, true)
 	if err != nil {
 		return 0, fmt.Errorf("list open incidents: %w", err)
@@ -129,7 +151,7 @@ func (e *Engine) RecoverInterrupted(ctx context.Context) (int, error) {
 	n := 0
 	for _, inc := range incs {
 		for _, r := range inc.Runs {
-			if r.Result != ResultQueued && r.Result != ResultRunning {
+			if r.Result != ResultRunning {
 				continue
 			}
 			run := r

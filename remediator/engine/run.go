@@ -25,6 +25,7 @@ type job struct {
 	kind     jobKind
 	runID    string
 	incident string
+	events   *eventQueue
 	alert    template.Alert
 	external string
 	playbook *playbook.Playbook
@@ -78,11 +79,15 @@ func (e *Engine) do(ctx context.Context, j job) {
 	case jobRun:
 		e.metrics.inflight.Inc()
 		defer e.metrics.inflight.Dec()
+		defer e.forgetPending(ctx, j.runID)
 		e.run(ctx, j)
 	}
 }
 
-// run executes one playbook run from guards to its last step.
+// run executes one playbook run from guards to its last step. Store writes
+// on the way to the first action are kept to the few that safety needs
+// (budget, lock, the run marked running), and notifications go out on the
+// run's own ordered queue, so that neither delays the action.
 func (e *Engine) run(ctx context.Context, j job) {
 	rec := state.Run{
 		ID:       j.runID,
@@ -93,25 +98,19 @@ func (e *Engine) run(ctx context.Context, j job) {
 	}
 	log := e.logger.With("incident", j.incident, "run", j.runID,
 		"playbook", j.playbook.Name, "target", rec.Target)
+	j.events = e.startEvents(ctx)
+	defer j.events.close()
 
-	if err := e.openIncident(ctx, j); err != nil {
-		log.ErrorContext(ctx, "record incident", "err", err)
-		e.release(ctx, j.claimKey)
-		e.metrics.runs.WithLabelValues(j.playbook.Name, ResultError).Inc()
-		return
-	}
 	if e.resolvedEarly(ctx, j) {
 		log.InfoContext(ctx, "run skipped: the alert resolved before the run started")
 		rec.Result, rec.Reason = ResultSkipped, "the alert resolved before the run started"
 		e.finishRun(ctx, j, rec)
 		return
 	}
-
 	if err := e.resolveTarget(ctx, &j); err != nil {
 		log.WarnContext(ctx, "target could not be resolved", "err", err)
 		rec.Result, rec.Reason = ResultFailed, err.Error()
-		e.notify(ctx, notifier.Event{Kind: notifier.Failed, Incident: e.eventIncident(j),
-			Text: err.Error(), At: e.opts.Now()})
+		e.emit(j, notifier.Failed, err.Error(), nil)
 		e.finishRun(ctx, j, rec)
 		return
 	}
@@ -132,12 +131,10 @@ func (e *Engine) run(ctx context.Context, j job) {
 		rec.Result, rec.Reason = ResultSkipped, reason+": "+detail
 		if reason == ReasonApproval {
 			rec.Result = ResultAwaitingApproval
-			e.notify(ctx, notifier.Event{Kind: notifier.NeedsApproval,
-				Incident: e.eventIncident(j), Text: detail, At: e.opts.Now()})
+			e.emit(j, notifier.NeedsApproval, detail, nil)
 		} else {
 			// People should know automation stood back from a firing alert.
-			e.notify(ctx, notifier.Event{Kind: notifier.Message, Incident: e.eventIncident(j),
-				Text: "no automatic action: " + detail, At: e.opts.Now()})
+			e.emit(j, notifier.Message, "no automatic action: "+detail, nil)
 		}
 		e.finishRun(ctx, j, rec)
 		return
@@ -160,13 +157,18 @@ func (e *Engine) run(ctx context.Context, j job) {
 		}
 	}()
 
+	// Marked running before acting, so that a crash leaves a visible
+	// interrupted run rather than nothing.
 	rec.Result = ResultRunning
 	if err := e.saveRun(ctx, j, rec); err != nil {
-		log.ErrorContext(ctx, "record run start", "err", err)
+		log.ErrorContext(ctx, "record run start, not acting", "err", err)
+		e.release(ctx, j.claimKey)
+		rec.Result, rec.Reason = ResultError, err.Error()
+		e.metrics.runs.WithLabelValues(j.playbook.Name, ResultError).Inc()
+		return
 	}
 	log.InfoContext(ctx, "run started", "executor", e.exec.Name(), "steps", len(j.playbook.Steps))
-	e.notify(ctx, notifier.Event{Kind: notifier.Opened, Incident: e.eventIncident(j),
-		At: e.opts.Now()})
+	e.emit(j, notifier.Opened, "", nil)
 
 	rec.Result = e.steps(ctx, j, &rec)
 	e.finishRun(ctx, j, rec)
@@ -231,10 +233,8 @@ func (e *Engine) steps(ctx context.Context, j job, rec *state.Run) string {
 		sr, err := e.step(ctx, j, s, planOnly)
 		rec.Steps = append(rec.Steps, sr)
 		e.metrics.stepDuration.WithLabelValues(s.Action).Observe(sr.Duration.Seconds())
-		e.notify(ctx, notifier.Event{Kind: notifier.StepDone, Incident: e.eventIncident(j),
-			Step: &notifier.Step{Name: sr.Name, Action: sr.Action, Result: sr.Result,
-				Summary: sr.Summary, Error: sr.Error},
-			At: e.opts.Now()})
+		e.emit(j, notifier.StepDone, "", &notifier.Step{Name: sr.Name, Action: sr.Action,
+			Result: sr.Result, Summary: sr.Summary, Error: sr.Error})
 		if err := e.saveRun(ctx, j, *rec); err != nil {
 			e.logger.ErrorContext(ctx, "record step", "incident", j.incident,
 				"step", s.Name, "err", err)
@@ -246,8 +246,7 @@ func (e *Engine) steps(ctx context.Context, j job, rec *state.Run) string {
 			}
 			if s.Action == playbook.ActionVerify && !planOnly &&
 				s.OnSuccess == playbook.OnSuccessStop {
-				e.notify(ctx, notifier.Event{Kind: notifier.Verified,
-					Incident: e.eventIncident(j), Text: sr.Summary, At: e.opts.Now()})
+				e.emit(j, notifier.Verified, sr.Summary, nil)
 				return ResultSucceeded
 			}
 			continue
@@ -256,12 +255,10 @@ func (e *Engine) steps(ctx context.Context, j job, rec *state.Run) string {
 		case playbook.OnFailureContinue:
 			continue
 		case playbook.OnFailureEscalate:
-			e.notify(ctx, notifier.Event{Kind: notifier.Escalate, Incident: e.eventIncident(j),
-				Text: fmt.Sprintf("step %s failed: %s", s.Name, sr.Error), At: e.opts.Now()})
+			e.emit(j, notifier.Escalate, fmt.Sprintf("step %s failed: %s", s.Name, sr.Error), nil)
 			return ResultEscalated
 		default:
-			e.notify(ctx, notifier.Event{Kind: notifier.Failed, Incident: e.eventIncident(j),
-				Text: fmt.Sprintf("step %s failed: %s", s.Name, sr.Error), At: e.opts.Now()})
+			e.emit(j, notifier.Failed, fmt.Sprintf("step %s failed: %s", s.Name, sr.Error), nil)
 			return ResultFailed
 		}
 	}
@@ -362,7 +359,7 @@ func (e *Engine) message(ctx context.Context, j job, s *playbook.Step) (action.R
 	if s.Action == playbook.ActionEscalate {
 		kind = notifier.Escalate
 	}
-	err = e.notifier.Notify(ctx, notifier.Event{Kind: kind, Incident: e.eventIncident(j),
+	err = j.events.sendWait(ctx, notifier.Event{Kind: kind, Incident: e.eventIncident(j),
 		Text: text, At: e.opts.Now()})
 	if err != nil {
 		return action.Result{}, fmt.Errorf("%s: %w", s.Action, err)
@@ -490,9 +487,9 @@ func (e *Engine) resolvedEarly(ctx context.Context, j job) bool {
 		return false
 	}
 	now := e.opts.Now()
-	_, err = e.updateIncident(ctx, j.incident, nil, func(inc *state.Incident) {
-		inc.Status, inc.ClosedAt = state.StatusResolved, now
-	})
+	_, err = e.updateIncident(ctx, j.incident,
+		func() state.Incident { return newIncident(j.incident, j.external, j.alert, now) },
+		func(inc *state.Incident) { inc.Status, inc.ClosedAt = state.StatusResolved, now })
 	if err != nil {
 		e.logger.ErrorContext(ctx, "close incident", "incident", j.incident, "err", err)
 	}
