@@ -6,15 +6,25 @@ DATA_DIR  ?= ./data
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test test-short deps lint bench clean
+.PHONY: all build run run-remediator run-api test deps lint bench clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 
+# run starts companion-api on 127.0.0.1:8080 in the background and the
+# remediator on 127.0.0.1:9095 in the foreground; Ctrl-C stops both.
 run: build
+	./bin/companion-api --addr 127.0.0.1:8080 & api=$$!; \
+	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	./bin/remediator serve --config examples/remediator.yml --data-dir $(DATA_DIR)
+
+run-remediator: build
+	./bin/remediator serve --config examples/remediator.yml --data-dir $(DATA_DIR)
+
+run-api: build
+	./bin/companion-api --addr 127.0.0.1:8080
 
 # deps installs the Debian packages the tests start for real, and builds
 # etcd, kube-apiserver and kube-controller-manager from the Go module proxy
