@@ -114,9 +114,9 @@ func printSimulated(w io.Writer, eng *engine.Engine, s simulated, msg *engine.Me
 		switch d.Outcome {
 		case engine.OutcomeMatched:
 			fmt.Fprintf(w, "    playbook %s -> %s\n", d.Playbook, d.Target)
-			printGuards(w, eng, d.Playbook)
 			for _, r := range s.Runs {
 				if r.Playbook == d.Playbook {
+					printGuards(w, eng, d.Playbook, r)
 					printRun(w, r)
 				}
 			}
@@ -132,7 +132,7 @@ func printSimulated(w io.Writer, eng *engine.Engine, s simulated, msg *engine.Me
 	}
 }
 
-func printGuards(w io.Writer, eng *engine.Engine, name string) {
+func printGuards(w io.Writer, eng *engine.Engine, name string, r state.Run) {
 	pb, ok := eng.Rules().Playbooks.Get(name)
 	if !ok {
 		return
@@ -154,7 +154,12 @@ func printGuards(w io.Writer, eng *engine.Engine, name string) {
 	if len(parts) == 0 {
 		parts = append(parts, "none")
 	}
-	fmt.Fprintf(w, "    guards: %s\n", strings.Join(parts, ", "))
+	verdict := "passed"
+	switch r.Result {
+	case engine.ResultSkipped, engine.ResultAwaitingApproval:
+		verdict = "refused: " + r.Reason
+	}
+	fmt.Fprintf(w, "    guards (%s): %s\n", strings.Join(parts, ", "), verdict)
 }
 
 func printRun(w io.Writer, r state.Run) {

@@ -101,7 +101,7 @@ func TestSimulateShowsThePlan(t *testing.T) {
 	out := stdout.String()
 	for _, want := range []string{
 		"playbook companion-api-high-error-rate -> Deployment companion/companion-api",
-		"guards: cooldown 30m, at most 3 runs per 6h",
+		"guards (cooldown 30m, at most 3 runs per 6h): passed",
 		"1. restart            planned  would restart Deployment companion/companion-api",
 		"duplicate of a run already claimed",
 	} {
