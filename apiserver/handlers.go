@@ -202,7 +202,8 @@ func (s *Server) docParams(w http.ResponseWriter, r *http.Request) (col, id stri
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (json.RawMessage, bool) {
 	var data json.RawMessage
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)).Decode(&data); err != nil {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if err := json.NewDecoder(body).Decode(&data); err != nil {
 		s.writeError(w, r, http.StatusBadRequest, fmt.Errorf("decode document body: %w", err))
 		return nil, false
 	}

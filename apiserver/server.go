@@ -40,7 +40,12 @@ type Server struct {
 // New builds a Server from cfg, registering its metrics on reg and
 // serving reg's metrics at /metrics. reg must also be a Gatherer, such as
 // a *prometheus.Registry. It contacts no dependency: /health reports them.
-func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry, opts ...Option) (*Server, error) {
+func New(
+	cfg Config,
+	logger *slog.Logger,
+	reg *prometheus.Registry,
+	opts ...Option,
+) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("companion-api config: %w", err)
 	}

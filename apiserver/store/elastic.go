@@ -243,14 +243,23 @@ func (e *Elastic) List(ctx context.Context, collection string, offset, limit int
 }
 
 // Search returns documents whose text matches every word of query.
-func (e *Elastic) Search(ctx context.Context, collection, query string, offset, limit int) (Page, error) {
+func (e *Elastic) Search(
+	ctx context.Context,
+	collection, query string,
+	offset, limit int,
+) (Page, error) {
 	q := map[string]any{"match": map[string]any{
 		"text": map[string]any{"query": query, "operator": "and"},
 	}}
 	return e.search(ctx, collection, q, offset, limit)
 }
 
-func (e *Elastic) search(ctx context.Context, collection string, query any, offset, limit int) (Page, error) {
+func (e *Elastic) search(
+	ctx context.Context,
+	collection string,
+	query any,
+	offset, limit int,
+) (Page, error) {
 	req, err := json.Marshal(map[string]any{
 		"query":            query,
 		"from":             offset,

@@ -78,7 +78,11 @@ func (m *Memory) List(_ context.Context, collection string, offset, limit int) (
 }
 
 // Search returns documents containing every word of query, ordered by id.
-func (m *Memory) Search(_ context.Context, collection, query string, offset, limit int) (Page, error) {
+func (m *Memory) Search(
+	_ context.Context,
+	collection, query string,
+	offset, limit int,
+) (Page, error) {
 	return m.page(collection, Words(query), offset, limit), nil
 }
 

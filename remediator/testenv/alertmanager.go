@@ -97,7 +97,8 @@ func alertmanagerConfig(opts AlertmanagerOptions) string {
 	var b strings.Builder
 	b.WriteString("route:\n  receiver: webhook\n")
 	fmt.Fprintf(&b, "  group_by: [%s]\n", strings.Join(quoted, ", "))
-	fmt.Fprintf(&b, "  group_wait: %s\n", promDuration(orDefault(opts.GroupWait, 100*time.Millisecond)))
+	fmt.Fprintf(&b, "  group_wait: %s\n",
+		promDuration(orDefault(opts.GroupWait, 100*time.Millisecond)))
 	fmt.Fprintf(&b, "  group_interval: %s\n",
 		promDuration(orDefault(opts.GroupInterval, 500*time.Millisecond)))
 	fmt.Fprintf(&b, "  repeat_interval: %s\n", promDuration(orDefault(opts.RepeatInterval, time.Hour)))
@@ -108,7 +109,8 @@ func alertmanagerConfig(opts AlertmanagerOptions) string {
 	switch {
 	case opts.BearerToken != "":
 		b.WriteString("        http_config:\n          authorization:\n")
-		fmt.Fprintf(&b, "            type: Bearer\n            credentials: %s\n", quote(opts.BearerToken))
+		fmt.Fprintf(&b, "            type: Bearer\n            credentials: %s\n",
+			quote(opts.BearerToken))
 	case opts.BasicAuthUser != "":
 		b.WriteString("        http_config:\n          basic_auth:\n")
 		fmt.Fprintf(&b, "            username: %s\n            password: %s\n",
@@ -119,7 +121,12 @@ func alertmanagerConfig(opts AlertmanagerOptions) string {
 
 // AddSilence adds a silence through amtool for the given matchers (such as
 // `alertname="HighErrorRate"`) lasting d, and returns its id.
-func (a *Alertmanager) AddSilence(t testing.TB, d time.Duration, comment string, matchers ...string) string {
+func (a *Alertmanager) AddSilence(
+	t testing.TB,
+	d time.Duration,
+	comment string,
+	matchers ...string,
+) string {
 	t.Helper()
 	if len(matchers) == 0 {
 		t.Fatalf("add silence: at least one matcher is required")
