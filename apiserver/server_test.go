@@ -253,6 +253,7 @@ func TestMetricsUseRoutePatterns(t *testing.T) {
 	call(t, "GET", r.URL+"/v1/collections/shop/documents/secret-id-42", "")
 	call(t, "GET", r.URL+"/v1/collections/shop/documents/secret-id-42", "")
 	call(t, "GET", r.URL+"/no/such/secret-path", "")
+	call(t, "BREW", r.URL+"/v1/collections/shop/documents", "")
 
 	families, err := r.Reg.Gather()
 	require.NoError(t, err)
@@ -280,6 +281,8 @@ func TestMetricsUseRoutePatterns(t *testing.T) {
 	}
 	require.True(t, routes["/v1/collections/{collection}/documents/{id}"], "routes: %v", routes)
 	require.True(t, routes["unmatched"], "routes: %v", routes)
+	require.Equal(t, 1.0, counterWith(t, r.Reg, "api_requests_total", "method", "OTHER"),
+		"invented methods share one label value")
 	require.Equal(t, 1.0, counterWith(t, r.Reg, "cache_hits_total", "level", "l1"))
 	require.Equal(t, 1.0, counterWith(t, r.Reg, "cache_misses_total", "level", "l1"))
 

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -59,16 +58,31 @@ type Store interface {
 	Kind() string
 }
 
-var (
-	collectionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	idRE         = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-)
+// validName reports whether s is 1 to max bytes, starts with a letter or
+// digit, and holds only letters (lowercase only unless upper), digits and
+// the bytes in extra. It runs on every request, so it avoids regexp.
+func validName(s string, max int, upper bool, extra string) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case upper && c >= 'A' && c <= 'Z':
+		case i > 0 && strings.IndexByte(extra, c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ValidCollection checks a collection name: lowercase letters, digits, '-'
 // and '_', at most 64, starting with a letter or digit. The rule keeps
 // names valid as Elasticsearch index names.
 func ValidCollection(name string) error {
-	if !collectionRE.MatchString(name) {
+	if !validName(name, 64, false, "_-") {
 		return fmt.Errorf("collection %q: want 1-64 of [a-z0-9_-]: %w", name, ErrInvalid)
 	}
 	return nil
@@ -77,7 +91,7 @@ func ValidCollection(name string) error {
 // ValidID checks a document id: letters, digits, '.', '-' and '_', at most
 // 128, starting with a letter or digit.
 func ValidID(id string) error {
-	if !idRE.MatchString(id) {
+	if !validName(id, 128, true, "._-") {
 		return fmt.Errorf("document id %q: want 1-128 of [A-Za-z0-9._-]: %w", id, ErrInvalid)
 	}
 	return nil

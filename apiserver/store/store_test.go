@@ -171,6 +171,10 @@ func TestValidation(t *testing.T) {
 	}{
 		{"collection upper case", ValidCollection("Orders")},
 		{"collection path", ValidCollection("../x")},
+		{"collection starts with a dash", ValidCollection("-x")},
+		{"collection too long", ValidCollection(strings.Repeat("a", 65))},
+		{"empty id", ValidID("")},
+		{"id starts with a dot", ValidID(".hidden")},
 		{"id with slash", ValidID("a/b")},
 		{"id too long", ValidID(strings.Repeat("a", 129))},
 		{"array body", ValidData(json.RawMessage(`[1]`))},
