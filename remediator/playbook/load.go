@@ -103,7 +103,10 @@ func expand(patterns []string) ([]string, error) {
 	return files, nil
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+var (
+	yamlLine   = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	goTypeName = regexp.MustCompile(`field (\S+) not found in type [\w.]+`)
+)
 
 // Parse decodes one playbook file strictly (unknown fields are errors),
 // applies defaults and validates it. It returns the playbook only when
@@ -120,8 +123,15 @@ func Parse(file string, data []byte) (*Playbook, Errors) {
 	var pb Playbook
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	// A TypeError (unknown field, bad value) leaves the rest decoded: go on
+	// and validate it too, so every error in the file is reported at once.
+	var decodeErrs Errors
 	if err := dec.Decode(&pb); err != nil {
-		return nil, yamlErrors(file, err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, yamlErrors(file, err)
+		}
+		decodeErrs = yamlErrors(file, err)
 	}
 	var extra yaml.Node
 	if dec.Decode(&extra) == nil {
@@ -136,7 +146,7 @@ func Parse(file string, data []byte) (*Playbook, Errors) {
 		pb.Steps[i].Line = lineOf(doc, "steps", strconv.Itoa(i))
 	}
 	pb.applyDefaults()
-	if errs := pb.validate(doc); len(errs) > 0 {
+	if errs := append(decodeErrs, pb.validate(doc)...); len(errs) > 0 {
 		return nil, errs.sorted()
 	}
 	return &pb, nil
@@ -155,6 +165,7 @@ func yamlErrors(file string, err error) Errors {
 			e.Line, _ = strconv.Atoi(sm[1])
 			e.Msg = sm[2]
 		}
+		e.Msg = goTypeName.ReplaceAllString(e.Msg, "unknown field $1")
 		errs = append(errs, e)
 	}
 	return errs

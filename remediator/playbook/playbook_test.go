@@ -37,8 +37,8 @@ func TestParseReportsEveryErrorWithLine(t *testing.T) {
 			name: "unknown fields and bad values, all at once",
 			file: "testdata/unknown-field.yml",
 			want: []string{
-				"testdata/unknown-field.yml:10: field cooldwn not found",
-				"testdata/unknown-field.yml:13: field on_falure not found",
+				"testdata/unknown-field.yml:10: unknown field cooldwn",
+				"testdata/unknown-field.yml:13: unknown field on_falure",
 				"testdata/unknown-field.yml:15: ",
 			},
 		},
@@ -178,4 +178,25 @@ func mustParse(t *testing.T, src string) *Playbook {
 	pb, errs := Parse("inline.yml", []byte(src))
 	require.Empty(t, errs)
 	return pb
+}
+
+// TestParseReportsDecodeAndValidationErrorsTogether puts decoding errors
+// (an unknown field, a bad duration) and validation errors (a bad version,
+// an unknown action, template field typos) in one file: all come at once.
+func TestParseReportsDecodeAndValidationErrorsTogether(t *testing.T) {
+	data, err := os.ReadFile("testdata/mixed.yml")
+	require.NoError(t, err)
+	_, errs := Parse("testdata/mixed.yml", data)
+	want := []string{
+		"testdata/mixed.yml:1: version must be 1, got 2",
+		"testdata/mixed.yml:3: unknown field descripton",
+		"testdata/mixed.yml:8: template namespace: unknown field .Labls: templates see .Labels and .Annotations",
+		`testdata/mixed.yml:11: "-5m" is not a duration`,
+		`testdata/mixed.yml:13: unknown action "restrat"`,
+		"testdata/mixed.yml:15: template message: unknown field .Lables: templates see .Labels and .Annotations",
+	}
+	require.Len(t, errs, len(want), "errors:\n%s", errs.Error())
+	for i, w := range want {
+		require.True(t, strings.HasPrefix(errs[i].Error(), w), "error %d is %q, want %q", i, errs[i].Error(), w)
+	}
 }

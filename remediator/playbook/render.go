@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -83,7 +84,68 @@ type Data struct {
 }
 
 func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Option("missingkey=error").Parse(text)
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFields(t.Tree.Root); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// checkFields refuses a field other than .Labels and .Annotations, so a
+// typo such as {{ .Labls.x }} fails at load time and not on every alert.
+func checkFields(n parse.Node) error {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Nodes {
+			if err := checkFields(c); err != nil {
+				return err
+			}
+		}
+	case *parse.ActionNode:
+		return checkFields(n.Pipe)
+	case *parse.PipeNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Cmds {
+			if err := checkFields(c); err != nil {
+				return err
+			}
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			if err := checkFields(a); err != nil {
+				return err
+			}
+		}
+	case *parse.FieldNode:
+		if f := n.Ident[0]; f != "Labels" && f != "Annotations" {
+			return fmt.Errorf("unknown field .%s: templates see .Labels and .Annotations", f)
+		}
+	case *parse.IfNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.RangeNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.WithNode:
+		return checkBranch(&n.BranchNode)
+	}
+	return nil
+}
+
+func checkBranch(b *parse.BranchNode) error {
+	if err := checkFields(b.Pipe); err != nil {
+		return err
+	}
+	if err := checkFields(b.List); err != nil {
+		return err
+	}
+	return checkFields(b.ElseList)
 }
 
 // RenderTarget renders the playbook's target from the alert and checks it:
