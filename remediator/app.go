@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/companion/remediator/notifier"
 	"github.com/companion/remediator/notifier/dispatch"
@@ -70,6 +71,8 @@ type App struct {
 
 	// dispatcher is nil when Options.Notifier replaced it.
 	dispatcher *dispatch.Dispatcher
+
+	authFailures prometheus.Counter
 }
 
 // New loads the configuration and playbooks and builds the remediator. It
@@ -96,6 +99,11 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a := &App{opts: opts, logger: opts.Logger, registry: opts.Registry}
 	a.cfg.Store(cfg)
 	a.reloads = newReloadMetrics(opts.Registry)
+	a.authFailures = promauto.With(opts.Registry).NewCounter(prometheus.CounterOpts{
+		Name: "remediator_webhook_auth_failures_total",
+		Help: "Requests refused for missing or wrong credentials.",
+	})
+	a.logger.Info("webhook authentication", "mode", cfg.Webhook.mode())
 	a.reloads.success(rules.Playbooks.Len())
 
 	if err := a.openStore(cfg); err != nil {
@@ -140,7 +148,7 @@ func engineOptions(cfg *Config, opts Options) engine.Options {
 	}
 	for _, w := range cfg.Maintenance {
 		eo.Maintenance = append(eo.Maintenance, engine.Window{
-			Name: w.Name, Start: w.Start, End: w.End, Namespaces: w.Namespaces,
+			Name: w.Name, Start: w.Start.Time, End: w.End.Time, Namespaces: w.Namespaces,
 		})
 	}
 	if cfg.Prometheus.URL != "" {
@@ -210,6 +218,21 @@ func loadAll(path string) (*Config, *engine.Rules, error) {
 	set, err := playbook.Load(cfg.PlaybookPatterns()...)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.Prometheus.URL == "" {
+		// Cross-check: a verify step with a query needs a Prometheus.
+		var errs playbook.Errors
+		for _, pb := range set.All() {
+			for _, st := range pb.Steps {
+				if st.Query != "" {
+					errs = append(errs, playbook.Error{File: pb.File, Line: st.Line,
+						Msg: fmt.Sprintf("step %s queries Prometheus, but the configuration has no prometheus.url", st.Name)})
+				}
+			}
+		}
+		if len(errs) > 0 {
+			return nil, nil, errs
+		}
 	}
 	return cfg, &engine.Rules{Playbooks: set, Namespaces: cfg.NamespaceSet()}, nil
 }

@@ -347,7 +347,7 @@ func TestReloadKeepsOldPlaybooksOnError(t *testing.T) {
 	require.NoError(t, os.WriteFile(pbFile, []byte("version: 1\nname: x\nbogus: true\n"), 0o600))
 	code, body := reload()
 	require.Equal(t, 500, code)
-	require.Contains(t, body, "queue.yml:3: field bogus not found")
+	require.Contains(t, body, "queue.yml:3: unknown field bogus")
 	require.Equal(t, 0.0, gauge(t, h.reg, "remediator_config_last_reload_successful"))
 	sum := h.postFile(t, "../testdata/alertmanager/001-alertmanager.json")
 	require.Equal(t, []string{"matched", "matched"}, outcomes(sum), "old playbooks still in force")
@@ -420,6 +420,10 @@ func TestAcknowledge(t *testing.T) {
 	require.True(t, found)
 	require.Equal(t, state.StatusAcknowledged, inc.Status)
 	require.Equal(t, "alice", inc.AckedBy)
+
+	code, body = post("/api/v1/incidents/"+id+"/ack", `{"by":"bob"}`)
+	require.Equal(t, 409, code, body)
+	require.Contains(t, body, "acknowledged by alice")
 
 	code, _ = post("/api/v1/incidents/0000000000000000/ack", `{}`)
 	require.Equal(t, 404, code)

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,6 +72,18 @@ type WebhookConfig struct {
 	password    string
 }
 
+// mode names the authentication in force, for the start-up log.
+func (w WebhookConfig) mode() string {
+	switch {
+	case w.bearerToken != "":
+		return "bearer token"
+	case w.BasicAuth != nil:
+		return "basic auth"
+	default:
+		return "none: anyone who reaches the port can post alerts"
+	}
+}
+
 // BasicAuth names a user and the file holding the password.
 type BasicAuth struct {
 	Username     string `yaml:"username"`
@@ -92,8 +107,8 @@ type BreakerConfig struct {
 // Start and End (RFC 3339).
 type MaintenanceWindow struct {
 	Name       string    `yaml:"name"`
-	Start      time.Time `yaml:"start"`
-	End        time.Time `yaml:"end"`
+	Start      Timestamp `yaml:"start"`
+	End        Timestamp `yaml:"end"`
 	Namespaces []string  `yaml:"namespaces"`
 }
 
@@ -124,26 +139,43 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("%s:\n  %s", e.File, strings.Join(e.Errs, "\n  "))
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+var (
+	yamlLine   = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	goTypeName = regexp.MustCompile(`field (\S+) not found in type [\w.]+`)
+)
 
 // LoadConfig reads, defaults and validates the configuration file. An
 // empty path gives the defaults, with playbooks from ./playbooks.
 func LoadConfig(path string) (*Config, error) {
 	cfg := &Config{path: path}
+	var (
+		root *yaml.Node
+		errs []string
+	)
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read configuration: %w", err)
 		}
+		root = &yaml.Node{}
+		if err := yaml.Unmarshal(data, root); err != nil {
+			return nil, &ConfigError{File: path, Errs: yamlMessages(err)}
+		}
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
-		// An empty file is io.EOF: all defaults.
+		// An empty file is io.EOF: all defaults. A TypeError leaves the
+		// rest decoded, so validation still runs and every error is shown.
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, &ConfigError{File: path, Errs: yamlMessages(err)}
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, &ConfigError{File: path, Errs: yamlMessages(err)}
+			}
+			errs = yamlMessages(err)
 		}
 	}
 	cfg.applyDefaults()
-	if errs := cfg.validate(); len(errs) > 0 {
+	errs = append(errs, cfg.validate(root)...)
+	if len(errs) > 0 {
 		return nil, &ConfigError{File: displayPath(path), Errs: errs}
 	}
 	return cfg, nil
@@ -164,8 +196,9 @@ func yamlMessages(err error) []string {
 	}
 	for i, m := range msgs {
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
-			msgs[i] = "line " + sm[1] + ": " + sm[2]
+			m = "line " + sm[1] + ": " + sm[2]
 		}
+		msgs[i] = goTypeName.ReplaceAllString(m, "unknown field $1")
 	}
 	return msgs
 }
@@ -194,54 +227,71 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-func (c *Config) validate() []string {
+func (c *Config) validate(root *yaml.Node) []string {
 	var errs []string
-	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	// add puts the line of the field at path in front of the message, when
+	// the file has that field.
+	add := func(path string, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if line, ok := playbook.FindLine(root, strings.Split(path, ".")...); ok {
+			msg = fmt.Sprintf("line %d: %s", line, msg)
+		}
+		errs = append(errs, msg)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "listen %q is not a host:port address: %v", c.Listen, err)
+	}
+	if u := c.Prometheus.URL; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("prometheus.url", "prometheus.url %q is not an http or https URL", u)
+		}
+	}
 	if len(c.Namespaces) == 0 {
-		add("namespaces: the allow-list is empty, so no playbook could act; name at least one namespace")
+		add("namespaces", "namespaces: the allow-list is empty, so no playbook could act; name at least one namespace")
 	}
 	for _, ns := range c.Namespaces {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
-			add("namespaces: %q is not a valid namespace: %s", ns, strings.Join(msgs, "; "))
+			add("namespaces", "namespaces: %q is not a valid namespace: %s", ns, strings.Join(msgs, "; "))
 		}
 	}
 	if c.Webhook.MaxBodyBytes < 1024 {
-		add("webhook.max_body_bytes must be at least 1024, got %d", c.Webhook.MaxBodyBytes)
+		add("webhook.max_body_bytes", "webhook.max_body_bytes must be at least 1024, got %d", c.Webhook.MaxBodyBytes)
 	}
 	if ba := c.Webhook.BasicAuth; ba != nil && ba.Username == "" {
-		add("webhook.basic_auth.username is required")
+		add("webhook.basic_auth", "webhook.basic_auth.username is required")
 	}
 	if c.Webhook.BasicAuth != nil && c.Webhook.BearerTokenFile != "" {
-		add("webhook: bearer_token_file and basic_auth exclude each other")
+		add("webhook", "webhook: bearer_token_file and basic_auth exclude each other")
 	}
 	if c.Queue.Size < 1 || c.Queue.Workers < 1 {
-		add("queue: size and workers must be at least 1")
+		add("queue", "queue: size and workers must be at least 1")
 	}
 	if c.Breaker.MaxRuns < 0 {
-		add("breaker.max_runs must not be negative")
+		add("breaker.max_runs", "breaker.max_runs must not be negative")
 	}
 	for i, w := range c.Maintenance {
 		if w.Name == "" {
-			add("maintenance[%d]: name is required", i)
+			add("maintenance."+strconv.Itoa(i), "maintenance[%d]: name is required", i)
 		}
-		if !w.End.After(w.Start) {
-			add("maintenance[%d] %q: end must be after start", i, w.Name)
+		if !w.End.Time.After(w.Start.Time) {
+			add("maintenance."+strconv.Itoa(i), "maintenance[%d] %q: end must be after start", i, w.Name)
 		}
 	}
 	if c.Store.Redis != nil {
 		if err := c.Store.Redis.Validate(); err != nil {
-			add("store.redis: %v", err)
+			add("store.redis", "store.redis: %v", err)
 		}
 	}
 	if err := c.Kubernetes.Validate(); err != nil {
-		add("kubernetes: %v", err)
+		add("kubernetes", "kubernetes: %v", err)
 	}
 	c.Notify.ApplyDefaults()
 	if err := c.Notify.Validate(); err != nil {
-		add("%v", err)
+		add("notify", "%v", err)
 	}
 	if err := c.loadSecrets(); err != nil {
-		add("%v", err)
+		add("webhook", "%v", err)
 	}
 	c.DataDir = c.resolve(c.DataDir)
 	return errs
@@ -250,7 +300,10 @@ func (c *Config) validate() []string {
 // loadSecrets reads the webhook credentials from the environment or files.
 func (c *Config) loadSecrets() error {
 	w := &c.Webhook
-	w.bearerToken = os.Getenv(EnvWebhookToken)
+	w.bearerToken = strings.TrimSpace(os.Getenv(EnvWebhookToken))
+	if w.bearerToken != "" && w.BasicAuth != nil {
+		return fmt.Errorf("%s is set and webhook.basic_auth is configured: use one", EnvWebhookToken)
+	}
 	if w.bearerToken == "" && w.BearerTokenFile != "" {
 		tok, err := readSecret(c.resolve(w.BearerTokenFile))
 		if err != nil {
@@ -312,4 +365,19 @@ func (c *Config) NamespaceSet() map[string]bool {
 		m[n] = true
 	}
 	return m
+}
+
+// Timestamp is an RFC 3339 time in the configuration; a bad one is
+// reported with its line, and decoding goes on.
+type Timestamp struct{ time.Time }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.Parse(time.RFC3339, n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+			"line %d: %q is not an RFC 3339 time such as 2026-12-24T22:00:00Z", n.Line, n.Value)}}
+	}
+	t.Time = v
+	return nil
 }

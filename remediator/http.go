@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -56,8 +57,9 @@ func (a *App) authenticate(next http.Handler) http.Handler {
 		ok := true
 		switch {
 		case wc.bearerToken != "":
-			tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			ok = found && equal(tok, wc.bearerToken)
+			scheme, tok, found := strings.Cut(r.Header.Get("Authorization"), " ")
+			// The scheme is case-insensitive (RFC 9110).
+			ok = found && strings.EqualFold(scheme, "Bearer") && equal(strings.TrimSpace(tok), wc.bearerToken)
 		case wc.BasicAuth != nil:
 			user, pass, found := r.BasicAuth()
 			// Both comparisons run, so timing does not tell which failed.
@@ -68,7 +70,12 @@ func (a *App) authenticate(next http.Handler) http.Handler {
 		if !ok {
 			a.logger.DebugContext(r.Context(), "request refused: bad credentials",
 				"path", r.URL.Path, "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="remediator"`)
+			a.authFailures.Inc()
+			challenge := `Bearer realm="remediator"`
+			if wc.BasicAuth != nil {
+				challenge = `Basic realm="remediator", charset="UTF-8"`
+			}
+			w.Header().Set("WWW-Authenticate", challenge)
 			writeError(w, http.StatusUnauthorized, "missing or wrong credentials")
 			return
 		}
@@ -133,7 +140,15 @@ func (a *App) reload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) listIncidents(w http.ResponseWriter, r *http.Request) {
-	openOnly := r.URL.Query().Get("open") == "true"
+	openOnly := false
+	if v := r.URL.Query().Get("open"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "open must be true or false, got "+strconv.Quote(v))
+			return
+		}
+		openOnly = b
+	}
 	incs, err := a.store.Incidents(r.Context(), openOnly)
 	if err != nil {
 		a.storeError(w, r, err)
@@ -180,6 +195,10 @@ func (a *App) ack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	found, err := a.engine.Acknowledge(ctx, id, by)
+	if errors.Is(err, engine.ErrAlreadyClosed) {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
 	if err != nil {
 		a.storeError(w, r, err)
 		return

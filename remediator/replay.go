@@ -16,6 +16,7 @@ import (
 // Alertmanager would, and prints each answer.
 func Replay(ctx context.Context, w io.Writer, url, token string, files []string) error {
 	client := &http.Client{Timeout: 10 * time.Second}
+	var failed []string
 	for _, f := range files {
 		body, err := os.ReadFile(f)
 		if err != nil {
@@ -37,6 +38,13 @@ func Replay(ctx context.Context, w io.Writer, url, token string, files []string)
 		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
 		fmt.Fprintf(w, "%s: %s\n%s\n", f, resp.Status, bytes.TrimSpace(answer))
+		if resp.StatusCode/100 != 2 {
+			failed = append(failed, fmt.Sprintf("%s: %s", f, resp.Status))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the remediator refused %d of %d payloads: %s",
+			len(failed), len(files), strings.Join(failed, "; "))
 	}
 	return nil
 }

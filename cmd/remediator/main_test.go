@@ -76,7 +76,7 @@ func TestCheckReportsEveryError(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"check", "--config", filepath.Join(dir, "remediator.yml")}, &stdout, &stderr)
 	require.Equal(t, 1, code)
-	require.Contains(t, stderr.String(), "line 4: field bogus not found")
+	require.Contains(t, stderr.String(), "line 4: unknown field bogus")
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "remediator.yml"),
 		[]byte("playbooks: ['*.yml']\nnamespaces: [default]\n"), 0o600))

@@ -176,7 +176,7 @@ type Summary struct {
 // nothing was lost and the sender should retry.
 func (e *Engine) Handle(ctx context.Context, m *Message) (Summary, error) {
 	e.metrics.notifications.WithLabelValues(statusLabel(m.Status)).Inc()
-	sum := Summary{TruncatedAlerts: m.TruncatedAlerts}
+	sum := Summary{TruncatedAlerts: m.TruncatedAlerts, Decisions: []Decision{}}
 	if m.TruncatedAlerts > 0 {
 		e.metrics.truncated.Add(float64(m.TruncatedAlerts))
 		e.logger.WarnContext(ctx, "alertmanager truncated the notification",

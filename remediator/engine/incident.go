@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -170,16 +171,31 @@ func (e *Engine) markInterrupted(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// ErrAlreadyClosed is returned by Acknowledge for an incident that was
+// already acknowledged or has resolved; the incident is left unchanged.
+var ErrAlreadyClosed = errors.New("incident already acknowledged or resolved")
+
 // Acknowledge records that by took the incident. It reports whether the
-// incident exists. A resolved incident stays resolved.
+// incident exists, and returns ErrAlreadyClosed, naming who acknowledged or
+// that it resolved, when there is nothing left to take.
 func (e *Engine) Acknowledge(ctx context.Context, id, by string) (bool, error) {
 	now := e.opts.Now()
-	return e.updateIncident(ctx, id, nil, func(inc *state.Incident) {
-		if inc.AckedBy == "" {
+	var closed error
+	found, err := e.updateIncident(ctx, id, nil, func(inc *state.Incident) {
+		switch {
+		case inc.Status == state.StatusResolved:
+			closed = fmt.Errorf("incident %s resolved at %s: %w", id,
+				inc.ClosedAt.UTC().Format(time.RFC3339), ErrAlreadyClosed)
+		case inc.AckedBy != "":
+			closed = fmt.Errorf("incident %s was acknowledged by %s at %s: %w", id,
+				inc.AckedBy, inc.AckedAt.UTC().Format(time.RFC3339), ErrAlreadyClosed)
+		default:
 			inc.AckedBy, inc.AckedAt = by, now
-		}
-		if inc.Status == state.StatusOpen {
 			inc.Status = state.StatusAcknowledged
 		}
 	})
+	if err != nil {
+		return found, err
+	}
+	return found, closed
 }

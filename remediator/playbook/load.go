@@ -204,3 +204,25 @@ func child(n *yaml.Node, key string) (*yaml.Node, int) {
 	}
 	return nil, 0
 }
+
+// FindLine follows path (mapping keys, or sequence indexes as digits) from
+// n and returns the line where the last key or item starts, and whether the
+// whole path exists. Configuration files use it to put a line on their
+// errors.
+func FindLine(n *yaml.Node, path ...string) (int, bool) {
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, key := range path {
+		if n == nil {
+			return 0, false
+		}
+		next, at := child(n, key)
+		if next == nil {
+			return 0, false
+		}
+		n, line = next, at
+	}
+	return line, n != nil
+}
