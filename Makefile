@@ -36,6 +36,13 @@ deps:
 test: deps
 	$(GO) test -race -count=1 -timeout 40m ./...
 
+# bench runs the benchmarks whose figures the README reports.
+bench:
+	$(GO) test -run '^$$' -bench Intake -benchtime 20000x -count 3 ./remediator/engine/
+	$(GO) test -run '^$$' -bench Match ./remediator/playbook/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m ./apiserver
+	$(GO) test -count=1 -run TestAlertToFirstAPIRequestLatency -v ./remediator/kube/
+
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -14,6 +14,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,22 +142,32 @@ func engineOptions(cfg *Config, opts Options) engine.Options {
 	eo := engine.Options{
 		QueueSize: cfg.Queue.Size,
 		Workers:   cfg.Queue.Workers,
-		DryRun:    cfg.DryRun,
-		Breaker: state.Budget{
-			MaxRuns: cfg.Breaker.MaxRuns,
-			Window:  time.Duration(cfg.Breaker.Window),
-		},
-		Now: opts.Now,
-	}
-	for _, w := range cfg.Maintenance {
-		eo.Maintenance = append(eo.Maintenance, engine.Window{
-			Name: w.Name, Start: w.Start.Time, End: w.End.Time, Namespaces: w.Namespaces,
-		})
+		Now:       opts.Now,
 	}
 	if cfg.Prometheus.URL != "" {
 		eo.Query = promQuery(cfg.Prometheus.URL)
 	}
 	return eo
+}
+
+// rules builds what a reload swaps in: playbooks, namespaces and the
+// global guards.
+func rules(cfg *Config, set *playbook.Set) *engine.Rules {
+	r := &engine.Rules{
+		Playbooks:  set,
+		Namespaces: cfg.NamespaceSet(),
+		DryRun:     cfg.DryRun,
+		Breaker: state.Budget{
+			MaxRuns: cfg.Breaker.MaxRuns,
+			Window:  time.Duration(cfg.Breaker.Window),
+		},
+	}
+	for _, w := range cfg.Maintenance {
+		r.Maintenance = append(r.Maintenance, engine.Window{
+			Name: w.Name, Start: w.Start.Time, End: w.End.Time, Namespaces: w.Namespaces,
+		})
+	}
+	return r
 }
 
 // executor returns the Kubernetes executor when a cluster answers, and the
@@ -234,7 +247,7 @@ func loadAll(path string) (*Config, *engine.Rules, error) {
 			return nil, nil, errs
 		}
 	}
-	return cfg, &engine.Rules{Playbooks: set, Namespaces: cfg.NamespaceSet()}, nil
+	return cfg, rules(cfg, set), nil
 }
 
 // Check validates the configuration and playbooks exactly as serve loads
@@ -262,7 +275,7 @@ func (a *App) Config() *Config { return a.cfg.Load() }
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	cfg, rules, err := loadAll(a.opts.ConfigPath)
+	cfg, r, err := loadAll(a.opts.ConfigPath)
 	if err != nil {
 		a.reloads.failure()
 		a.logger.ErrorContext(ctx, "reload failed, keeping the previous playbooks", "err", err)
@@ -270,11 +283,37 @@ func (a *App) Reload(ctx context.Context) error {
 	}
 	old := a.cfg.Load()
 	cfg.Listen, cfg.DataDir = old.Listen, old.DataDir
-	a.engine.SetRules(rules)
+	if stale := restartOnly(old, cfg); len(stale) > 0 {
+		a.logger.WarnContext(ctx, "reload keeps the old values of settings that need a restart",
+			"settings", strings.Join(stale, ","))
+	}
+	a.engine.SetRules(r)
 	a.cfg.Store(cfg)
-	a.reloads.success(rules.Playbooks.Len())
-	a.logger.InfoContext(ctx, "reloaded", "playbooks", rules.Playbooks.Len())
+	a.reloads.success(r.Playbooks.Len())
+	a.logger.InfoContext(ctx, "reloaded", "playbooks", r.Playbooks.Len(),
+		"dry_run", r.DryRun, "maintenance_windows", len(r.Maintenance))
 	return nil
+}
+
+// restartOnly names the settings that differ between old and new but only
+// take effect at start: the queue, the state store, the cluster, Prometheus
+// and notifications.
+func restartOnly(old, cfg *Config) []string {
+	var out []string
+	for name, same := range map[string]bool{
+		"queue":      old.Queue == cfg.Queue,
+		"store":      reflect.DeepEqual(old.Store, cfg.Store),
+		"kubernetes": old.Kubernetes == cfg.Kubernetes,
+		"plan_only":  old.PlanOnly == cfg.PlanOnly,
+		"prometheus": old.Prometheus == cfg.Prometheus,
+		"notify":     reflect.DeepEqual(old.Notify, cfg.Notify),
+	} {
+		if !same {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Start recovers runs a previous process left unfinished and starts the

@@ -461,3 +461,27 @@ func TestRestartReleasesQueuedRuns(t *testing.T) {
 	sum = second.postFile(t, "../testdata/alertmanager/001-alertmanager.json")
 	require.Equal(t, []string{"duplicate", "duplicate"}, outcomes(sum))
 }
+
+// TestReloadAppliesGlobalGuards turns dry run and a maintenance window on by
+// reloading: both take effect without a restart.
+func TestReloadAppliesGlobalGuards(t *testing.T) {
+	abs, err := filepath.Abs("testdata/playbooks")
+	require.NoError(t, err)
+	cfg := filepath.Join(t.TempDir(), "remediator.yml")
+	base := "playbooks: [" + abs + "/*.yml]\nnamespaces: [default]\n"
+	require.NoError(t, os.WriteFile(cfg, []byte(base), 0o600))
+	h := start(t, cfg, "")
+	require.False(t, h.app.Engine().Rules().DryRun)
+
+	require.NoError(t, os.WriteFile(cfg, []byte(base+"dry_run: true\nmaintenance:\n"+
+		"  - {name: upgrade, start: 2026-01-01T00:00:00Z, end: 2099-01-01T00:00:00Z}\n"), 0o600))
+	require.NoError(t, h.app.Reload(t.Context()))
+	r := h.app.Engine().Rules()
+	require.True(t, r.DryRun)
+	require.Len(t, r.Maintenance, 1)
+
+	sum := h.postFile(t, "../testdata/alertmanager/009-am035.json")
+	require.Equal(t, []string{"matched", "matched"}, outcomes(sum))
+	h.waitIdle(t)
+	require.Empty(t, h.exec.Planned(), "the maintenance window holds every run")
+}

@@ -56,11 +56,17 @@ const (
 	ResultInterrupted      = "interrupted"
 )
 
-// Rules is what a reload replaces as one unit: the playbooks and the
-// namespaces they may act in.
+// Rules is what a reload replaces as one unit: the playbooks, the
+// namespaces they may act in, and the global guards.
 type Rules struct {
 	Playbooks  *playbook.Set
 	Namespaces map[string]bool
+	// DryRun makes every action a server-side dry run.
+	DryRun bool
+	// Breaker pauses all automation when too many runs start at once.
+	Breaker state.Budget
+	// Maintenance lists windows in which no run acts.
+	Maintenance []Window
 }
 
 // Options tune an Engine. Zero values get the defaults noted.
@@ -73,12 +79,6 @@ type Options struct {
 	// ClaimTTL is how long a claimed alert instance is remembered
 	// (default 7 days).
 	ClaimTTL time.Duration
-	// DryRun makes every action a server-side dry run.
-	DryRun bool
-	// Breaker pauses all automation when too many runs start at once.
-	Breaker state.Budget
-	// Maintenance lists windows in which no run acts.
-	Maintenance []Window
 	// Query evaluates a PromQL query for verify steps that have one.
 	Query func(ctx context.Context, q string) (float64, error)
 	// VerifyInterval is how often verify polls (default 2s).

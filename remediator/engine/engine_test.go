@@ -98,7 +98,13 @@ func (f *fixture) advance(d time.Duration) {
 	f.now = f.now.Add(d)
 }
 
-func newFixture(t *testing.T, src string, opts Options) *fixture {
+// globalGuards are the reloadable guards of Rules that a test sets.
+type globalGuards struct {
+	Breaker     state.Budget
+	Maintenance []Window
+}
+
+func newFixture(t *testing.T, src string, opts Options, gg ...globalGuards) *fixture {
 	t.Helper()
 	pb, errs := playbook.Parse("test.yml", []byte(src))
 	require.Empty(t, errs)
@@ -107,10 +113,15 @@ func newFixture(t *testing.T, src string, opts Options) *fixture {
 	f := &fixture{exec: &scripted{fail: map[action.Type]error{}}, ev: &events{},
 		now: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}
 	f.store = state.NewMemory(state.WithClock(f.clock))
+	var guards globalGuards
+	if len(gg) > 0 {
+		guards = gg[0]
+	}
 	opts.Now = f.clock
 	opts.VerifyInterval = 5 * time.Millisecond
 	f.eng = New(slog.New(slog.DiscardHandler), f.store, f.exec, f.ev, prometheus.NewRegistry(),
-		&Rules{Playbooks: set, Namespaces: map[string]bool{"shop": true}}, opts)
+		&Rules{Playbooks: set, Namespaces: map[string]bool{"shop": true},
+			Breaker: guards.Breaker, Maintenance: guards.Maintenance}, opts)
 	return f
 }
 
@@ -156,22 +167,22 @@ target: {kind: Deployment, namespace: '{{ .Labels.namespace }}', name: '{{ .Labe
 func TestGuards(t *testing.T) {
 	cases := []struct {
 		name       string
-		guards     string
-		opts       Options
+		guardsYAML string
+		guards     globalGuards
 		gap        time.Duration
 		wantSecond string
 	}{
-		{"cooldown refuses a new instance too soon", "guards: {cooldown: 30m}\n", Options{}, 10 * time.Minute,
+		{"cooldown refuses a new instance too soon", "guards: {cooldown: 30m}\n", globalGuards{}, 10 * time.Minute,
 			ResultSkipped + ":" + ReasonCooldown},
-		{"cooldown passed", "guards: {cooldown: 30m}\n", Options{}, 31 * time.Minute, ResultSucceeded},
-		{"budget of one run per day", "guards: {max_runs: 1, window: 1d}\n", Options{}, 2 * time.Hour,
+		{"cooldown passed", "guards: {cooldown: 30m}\n", globalGuards{}, 31 * time.Minute, ResultSucceeded},
+		{"budget of one run per day", "guards: {max_runs: 1, window: 1d}\n", globalGuards{}, 2 * time.Hour,
 			ResultSkipped + ":" + ReasonBudget},
-		{"circuit breaker", "", Options{Breaker: state.Budget{MaxRuns: 1, Window: time.Hour}}, time.Minute,
+		{"circuit breaker", "", globalGuards{Breaker: state.Budget{MaxRuns: 1, Window: time.Hour}}, time.Minute,
 			ResultSkipped + ":" + ReasonBreaker},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, basePlaybook+tc.guards+"steps: [{action: restart}]\n", tc.opts)
+			f := newFixture(t, basePlaybook+tc.guardsYAML+"steps: [{action: restart}]\n", Options{}, tc.guards)
 			start := f.now
 			d := f.handle(t, firing("aaaa", start))
 			require.Equal(t, OutcomeMatched, d[0].Outcome)
@@ -192,9 +203,10 @@ func TestGuards(t *testing.T) {
 
 func TestMaintenanceAndApproval(t *testing.T) {
 	t.Run("maintenance window", func(t *testing.T) {
-		f := newFixture(t, basePlaybook+"steps: [{action: restart}]\n", Options{Maintenance: []Window{{
-			Name: "db-upgrade", Start: time.Date(2026, 12, 4, 11, 0, 0, 0, time.UTC),
-			End: time.Date(2026, 12, 4, 13, 0, 0, 0, time.UTC), Namespaces: []string{"shop"}}}})
+		f := newFixture(t, basePlaybook+"steps: [{action: restart}]\n", Options{},
+			globalGuards{Maintenance: []Window{{
+				Name: "db-upgrade", Start: time.Date(2026, 12, 4, 11, 0, 0, 0, time.UTC),
+				End: time.Date(2026, 12, 4, 13, 0, 0, 0, time.UTC), Namespaces: []string{"shop"}}}})
 		d := f.handle(t, firing("bbbb", f.now))
 		run := f.run(t, d[0].Incident)
 		require.Equal(t, ResultSkipped, run.Result)

@@ -189,7 +189,8 @@ func runTTL(pb *playbook.Playbook) time.Duration {
 // reason when the run must not act.
 func (e *Engine) admit(ctx context.Context, j job) (reason, detail string, err error) {
 	now := e.opts.Now()
-	for _, w := range e.opts.Maintenance {
+	rules := e.rules.Load()
+	for _, w := range rules.Maintenance {
 		if w.Covers(now, j.target.Namespace) {
 			return ReasonMaintenance, "maintenance window " + w.Name, nil
 		}
@@ -210,15 +211,15 @@ func (e *Engine) admit(ctx context.Context, j job) (reason, detail string, err e
 		return adm.Reason, fmt.Sprintf("%s on %s until %s", adm.Reason, j.target,
 			adm.Until.UTC().Format(time.RFC3339)), nil
 	}
-	if e.opts.Breaker.MaxRuns > 0 {
-		adm, err := e.store.Admit(ctx, "breaker", now, e.opts.Breaker)
+	if b := rules.Breaker; b.MaxRuns > 0 {
+		adm, err := e.store.Admit(ctx, "breaker", now, b)
 		if err != nil {
 			return "", "", fmt.Errorf("check circuit breaker: %w", err)
 		}
 		if !adm.Allowed {
 			return ReasonBreaker, fmt.Sprintf(
 				"more than %d runs in %s: automation paused until %s",
-				e.opts.Breaker.MaxRuns, e.opts.Breaker.Window,
+				b.MaxRuns, b.Window,
 				adm.Until.UTC().Format(time.RFC3339)), nil
 		}
 	}
@@ -326,7 +327,7 @@ func (e *Engine) step(ctx context.Context, j job, s *playbook.Step, planOnly boo
 			Action: action.Type(s.Action),
 			Target: j.target,
 			Params: s.Params(),
-			DryRun: e.opts.DryRun || j.playbook.Guards.DryRun || s.DryRun,
+			DryRun: e.rules.Load().DryRun || j.playbook.Guards.DryRun || s.DryRun,
 			RunID:  j.runID,
 		})
 	}
