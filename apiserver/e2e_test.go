@@ -1,7 +1,6 @@
 package apiserver_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,38 +55,9 @@ func shortRule(t *testing.T, alert string) string {
 	return ""
 }
 
-// bodies keeps every webhook body the remediator received.
-type bodies struct {
-	mu  sync.Mutex
-	all []string
-}
-
-func (b *bodies) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		b.mu.Lock()
-		b.all = append(b.all, string(body))
-		b.mu.Unlock()
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		next.ServeHTTP(w, r)
-	})
-}
-
-func (b *bodies) with(sub string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for _, s := range b.all {
-		if strings.Contains(s, sub) {
-			n++
-		}
-	}
-	return n
-}
-
 // startRemediator runs the real remediator in-process, plan-only, with the
 // shipped playbooks, and returns its executor and state.
-func startRemediator(t *testing.T) (*httptest.Server, *action.PlanOnly, *state.Memory, *bodies) {
+func startRemediator(t *testing.T) (*httptest.Server, *action.PlanOnly, *state.Memory, *testenv.Bodies) {
 	t.Helper()
 	playbooks, err := filepath.Abs(filepath.Join("..", "playbooks"))
 	require.NoError(t, err)
@@ -112,8 +81,8 @@ func startRemediator(t *testing.T) (*httptest.Server, *action.PlanOnly, *state.M
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	app.Start(ctx)
-	rec := &bodies{}
-	srv := httptest.NewServer(rec.wrap(app.Handler()))
+	rec := &testenv.Bodies{}
+	srv := httptest.NewServer(rec.Wrap(app.Handler()))
 	t.Cleanup(srv.Close)
 	return srv, exec, st, rec
 }
@@ -153,9 +122,9 @@ func TestEndToEndHighErrorRate(t *testing.T) {
 	require.Equal(t, 200, status, body)
 
 	testenv.Eventually(t, 60*time.Second, func() bool {
-		return rec.with(`"alertname":"HighErrorRate"`) > 0
+		return rec.Count(`"alertname":"HighErrorRate"`) > 0
 	}, "alertmanager did not deliver HighErrorRate to the remediator")
-	require.Positive(t, rec.with(`"deployment":"companion-api"`), "the alert names the deployment")
+	require.Positive(t, rec.Count(`"deployment":"companion-api"`), "the alert names the deployment")
 
 	var firing []testenv.PromAlert
 	for _, a := range prom.Alerts(t) {

@@ -1,7 +1,6 @@
 package remediator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,35 +19,6 @@ import (
 	"github.com/companion/remediator/remediator/state"
 	"github.com/companion/remediator/remediator/testenv"
 )
-
-// recorder keeps every body Alertmanager posted.
-type recorder struct {
-	mu     sync.Mutex
-	bodies []string
-}
-
-func (r *recorder) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		r.bodies = append(r.bodies, string(body))
-		r.mu.Unlock()
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		next.ServeHTTP(w, req)
-	})
-}
-
-func (r *recorder) count(sub string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, b := range r.bodies {
-		if strings.Contains(b, sub) {
-			n++
-		}
-	}
-	return n
-}
 
 // TestEndToEndPrometheusAlertmanager runs the real path: Prometheus scrapes
 // a target, a rule fires, Alertmanager posts to the remediator (with a
@@ -82,8 +51,8 @@ func TestEndToEndPrometheusAlertmanager(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	app.Start(ctx)
-	rec := &recorder{}
-	srv := httptest.NewServer(rec.wrap(app.Handler()))
+	rec := &testenv.Bodies{}
+	srv := httptest.NewServer(rec.Wrap(app.Handler()))
 	defer srv.Close()
 
 	am := testenv.StartAlertmanager(t, testenv.AlertmanagerOptions{
@@ -104,9 +73,9 @@ func TestEndToEndPrometheusAlertmanager(t *testing.T) {
 	depth.WithLabelValues("orders").Set(50)
 	depth.WithLabelValues("payments").Set(70)
 	testenv.Eventually(t, 30*time.Second, func() bool {
-		return rec.count(`"queue":"orders"`) >= 4
+		return rec.Count(`"queue":"orders"`) >= 4
 	}, "alertmanager did not deliver and repeat the orders alert (deliveries: %d)",
-		rec.count(`"queue":"orders"`))
+		rec.Count(`"queue":"orders"`))
 
 	incs, err := st.Incidents(ctx, true)
 	require.NoError(t, err)
@@ -126,7 +95,7 @@ func TestEndToEndPrometheusAlertmanager(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"orders", "payments"}, firing)
 	require.True(t, amHasSilenced(t, am.URL, "payments"), "payments is silenced in Alertmanager")
-	require.Zero(t, rec.count(`"queue":"payments"`), "a silenced alert must never reach the remediator")
+	require.Zero(t, rec.Count(`"queue":"payments"`), "a silenced alert must never reach the remediator")
 
 	// Resolve orders: the incident closes and nothing new runs.
 	depth.WithLabelValues("orders").Set(0)
@@ -135,7 +104,7 @@ func TestEndToEndPrometheusAlertmanager(t *testing.T) {
 		require.NoError(t, err)
 		return len(incs) == 0
 	}, "the resolved alert did not close the incident")
-	require.Positive(t, rec.count(`"status":"resolved"`))
+	require.Positive(t, rec.Count(`"status":"resolved"`))
 	require.Len(t, exec.Planned(), 2, "a resolved alert starts nothing")
 	all, err := st.Incidents(ctx, false)
 	require.NoError(t, err)
