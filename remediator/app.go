@@ -134,7 +134,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		a.closers = append(a.closers, d.Close)
 		n = notifier.Multi{&notifier.Log{Logger: a.logger, Out: out}, d}
 	}
-	a.engine = engine.New(a.logger, a.store, exec, n, opts.Registry, rules, engineOptions(cfg, opts))
+	eo := engineOptions(cfg, opts)
+	_, eo.TrackPending = a.store.(*state.Bolt)
+	a.engine = engine.New(a.logger, a.store, exec, n, opts.Registry, rules, eo)
 	return a, nil
 }
 

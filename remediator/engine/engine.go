@@ -79,6 +79,11 @@ type Options struct {
 	// ClaimTTL is how long a claimed alert instance is remembered
 	// (default 7 days).
 	ClaimTTL time.Duration
+	// TrackPending leaves a mark for every queued run, so that
+	// RecoverInterrupted can release the claims of runs a crash lost. Only
+	// worth its write with a store that survives the process and that no
+	// other process shares.
+	TrackPending bool
 	// Query evaluates a PromQL query for verify steps that have one.
 	Query func(ctx context.Context, q string) (float64, error)
 	// VerifyInterval is how often verify polls (default 2s).
@@ -276,9 +281,11 @@ func (e *Engine) claim(ctx context.Context, rules *Rules, m *Message, a template
 	}
 	// The pending mark lets a restart release the claim of a run that was
 	// queued but never started, instead of losing the alert.
-	if err := e.store.Put(ctx, bucketPending, j.runID, []byte(key)); err != nil {
-		e.release(ctx, key)
-		return nil, fmt.Errorf("record pending run for alert %s: %w", base.Fingerprint, err)
+	if e.opts.TrackPending {
+		if err := e.store.Put(ctx, bucketPending, j.runID, []byte(key)); err != nil {
+			e.release(ctx, key)
+			return nil, fmt.Errorf("record pending run for alert %s: %w", base.Fingerprint, err)
+		}
 	}
 	if err := e.enqueue(j); err != nil {
 		// Nothing was done: a retry of the notification may claim it again.
@@ -293,6 +300,9 @@ func (e *Engine) claim(ctx context.Context, rules *Rules, m *Message, a template
 const bucketPending = "pending-runs"
 
 func (e *Engine) forgetPending(ctx context.Context, runID string) {
+	if !e.opts.TrackPending {
+		return
+	}
 	if err := e.store.Delete(context.WithoutCancel(ctx), bucketPending, runID); err != nil {
 		e.logger.ErrorContext(ctx, "forget pending run", "run", runID, "err", err)
 	}
