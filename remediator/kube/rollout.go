@@ -29,7 +29,7 @@ func (e *Executor) waitForRollout(
 	last := "no status read yet"
 	for {
 		status, done, err := e.rolloutStatus(ctx, t)
-		if err != nil && ctx.Err() != nil {
+		if err != nil && outOfTime(ctx, err) {
 			return action.Result{}, fmt.Errorf("rollout not finished: %s: %w", last, ctx.Err())
 		}
 		if err != nil && !transient(err) {
