@@ -336,6 +336,9 @@ func (e *Engine) decide(ctx context.Context, d Decision, outcome, reason, detail
 	if outcome == OutcomeDuplicate {
 		level = slog.LevelDebug
 	}
+	if !e.logger.Enabled(ctx, level) {
+		return []Decision{d}
+	}
 	e.logger.Log(ctx, level, "alert judged",
 		"alert", d.Alertname, "fingerprint", d.Fingerprint, "status", d.Status,
 		"incident", d.Incident, "playbook", d.Playbook, "target", d.Target,
