@@ -131,17 +131,17 @@ func parseFlags(args []string) (apiserver.Config, slog.Level, error) {
 		"Redis cache time-to-live (CACHE_L2_TTL)")
 	fs.StringVar(&cfg.RedisAddr, "redis-addr", e.str("REDIS_ADDR", ""),
 		"Redis host:port for the second cache level and invalidations; empty: L1 only (REDIS_ADDR)")
-	fs.StringVar(&cfg.RedisPassword, "redis-password", e.str("REDIS_PASSWORD", ""),
-		"Redis password (REDIS_PASSWORD)")
+	redisPass := fs.String("redis-password-file", e.str("REDIS_PASSWORD_FILE", ""),
+		"file holding the Redis password; or set REDIS_PASSWORD (REDIS_PASSWORD_FILE)")
 	fs.IntVar(&cfg.RedisDB, "redis-db", e.int("REDIS_DB", 0), "Redis database (REDIS_DB)")
 	esURLs := fs.String("elasticsearch-url", e.str("ELASTICSEARCH_URL", ""),
 		"comma-separated Elasticsearch URLs; empty: embedded store (ELASTICSEARCH_URL)")
 	fs.StringVar(&cfg.ElasticsearchUsername, "elasticsearch-username",
 		e.str("ELASTICSEARCH_USERNAME", ""), "Elasticsearch user (ELASTICSEARCH_USERNAME)")
-	fs.StringVar(&cfg.ElasticsearchPassword, "elasticsearch-password",
-		e.str("ELASTICSEARCH_PASSWORD", ""), "Elasticsearch password (ELASTICSEARCH_PASSWORD)")
-	fs.StringVar(&cfg.ElasticsearchAPIKey, "elasticsearch-api-key",
-		e.str("ELASTICSEARCH_API_KEY", ""), "Elasticsearch API key (ELASTICSEARCH_API_KEY)")
+	esPass := fs.String("elasticsearch-password-file", e.str("ELASTICSEARCH_PASSWORD_FILE", ""),
+		"file holding the Elasticsearch password; or set ELASTICSEARCH_PASSWORD (ELASTICSEARCH_PASSWORD_FILE)")
+	esKey := fs.String("elasticsearch-api-key-file", e.str("ELASTICSEARCH_API_KEY_FILE", ""),
+		"file holding the Elasticsearch API key; or set ELASTICSEARCH_API_KEY (ELASTICSEARCH_API_KEY_FILE)")
 	fs.StringVar(&cfg.ElasticsearchIndexPrefix, "elasticsearch-index-prefix",
 		e.str("ELASTICSEARCH_INDEX_PREFIX", cfg.ElasticsearchIndexPrefix),
 		"index name prefix (ELASTICSEARCH_INDEX_PREFIX)")
@@ -173,6 +173,26 @@ func parseFlags(args []string) (apiserver.Config, slog.Level, error) {
 		return cfg, 0, err
 	}
 	cfg.L1TTL = time.Duration(*l1TTL) * time.Second
+	// Secrets come from the environment or from files, never from flags,
+	// which any user of the machine can read in the process list.
+	for _, sec := range []struct {
+		dst       *string
+		env, file string
+	}{
+		{&cfg.RedisPassword, "REDIS_PASSWORD", *redisPass},
+		{&cfg.ElasticsearchPassword, "ELASTICSEARCH_PASSWORD", *esPass},
+		{&cfg.ElasticsearchAPIKey, "ELASTICSEARCH_API_KEY", *esKey},
+	} {
+		*sec.dst = os.Getenv(sec.env)
+		if sec.file == "" {
+			continue
+		}
+		data, err := os.ReadFile(sec.file)
+		if err != nil {
+			return cfg, 0, fmt.Errorf("read secret for %s: %w", sec.env, err)
+		}
+		*sec.dst = strings.TrimSpace(string(data))
+	}
 	cfg.Faults.MemoryBytes = int64(*memory)
 	for _, u := range strings.Split(*esURLs, ",") {
 		if u = strings.TrimSpace(u); u != "" {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,4 +73,19 @@ func TestParseFlags(t *testing.T) {
 			tc.check(t, cfg.Workers, cfg.L1Size, cfg.L1TTL, cfg.ElasticsearchURLs, cfg.Faults.Enabled)
 		})
 	}
+}
+
+// TestSecretsComeFromEnvironmentOrFiles checks that passwords are read from
+// the environment or a file, and that no flag takes them.
+func TestSecretsComeFromEnvironmentOrFiles(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "es-pass")
+	require.NoError(t, os.WriteFile(file, []byte("from-file\n"), 0o600))
+	t.Setenv("REDIS_PASSWORD", "from-env")
+	cfg, _, err := parseFlags([]string{"--elasticsearch-password-file", file})
+	require.NoError(t, err)
+	require.Equal(t, "from-env", cfg.RedisPassword)
+	require.Equal(t, "from-file", cfg.ElasticsearchPassword)
+
+	_, _, err = parseFlags([]string{"--redis-password", "leaky"})
+	require.Error(t, err, "a password flag would show in the process list")
 }
