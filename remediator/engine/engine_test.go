@@ -414,3 +414,20 @@ steps: [{action: restart}, {action: verify, timeout: 20ms, on_failure: continue}
 	require.Contains(t, run.Reason, `find the workload of pod shop/gone`)
 	require.Empty(t, exec.good, "no verify succeeded yet")
 }
+
+// TestRecoverInterruptedTellsPeople leaves a run marked running, as a crash
+// would, and recovers: the run is marked interrupted and a failed event
+// goes out, since the target may have been changed half way.
+func TestRecoverInterruptedTellsPeople(t *testing.T) {
+	f := newFixture(t, basePlaybook+"steps: [{action: restart}]\n", Options{})
+	ctx := context.Background()
+	require.NoError(t, f.store.SaveIncident(ctx, state.Incident{
+		ID: "inc1", AlertName: "HighErrorRate", Status: state.StatusOpen,
+		Runs: []state.Run{{ID: "run1", Playbook: "web", Result: ResultRunning}},
+	}))
+	n, err := f.eng.RecoverInterrupted(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, ResultInterrupted, f.run(t, "inc1").Result)
+	require.Equal(t, []string{string(notifier.Failed)}, f.ev.list())
+}

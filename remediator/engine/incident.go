@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/alertmanager/template"
 
+	"github.com/companion/remediator/notifier"
 	"github.com/companion/remediator/remediator/state"
 )
 
@@ -165,6 +166,12 @@ func (e *Engine) markInterrupted(ctx context.Context) (int, error) {
 			}
 			e.logger.WarnContext(ctx, "run interrupted by restart",
 				"incident", inc.ID, "run", r.ID, "playbook", r.Playbook, "target", r.Target)
+			e.notify(ctx, notifier.Event{Kind: notifier.Failed, Incident: notifier.Incident{
+				ID: inc.ID, AlertName: inc.AlertName, Severity: inc.Severity,
+				Summary: inc.Annotations["summary"], Labels: inc.Labels,
+				Annotations: inc.Annotations, Target: r.Target, Playbook: r.Playbook,
+				GeneratorURL: inc.GeneratorURL, ExternalURL: inc.ExternalURL, OpenedAt: inc.OpenedAt,
+			}, Text: run.Reason, At: e.opts.Now()})
 			n++
 		}
 	}
