@@ -86,3 +86,33 @@ func TestAlertmanagerConfig(t *testing.T) {
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "SUCCESS")
 }
+
+// TestPrometheusConfig checks that the scrape configuration gives
+// companion-api's series the labels the rules group by and the playbooks
+// render targets from. promtool cannot check this file here: Debian's
+// Prometheus is built without Kubernetes service discovery.
+func TestPrometheusConfig(t *testing.T) {
+	data, err := os.ReadFile("prometheus/prometheus.yml")
+	require.NoError(t, err)
+	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName        string `yaml:"job_name"`
+			RelabelConfigs []struct {
+				TargetLabel string `yaml:"target_label"`
+			} `yaml:"relabel_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &cfg))
+	require.Equal(t, []string{"/etc/prometheus/rules/*.rules.yml"}, cfg.RuleFiles)
+	jobs := map[string][]string{}
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, rc := range sc.RelabelConfigs {
+			if rc.TargetLabel != "" {
+				jobs[sc.JobName] = append(jobs[sc.JobName], rc.TargetLabel)
+			}
+		}
+	}
+	require.ElementsMatch(t, []string{"namespace", "deployment", "pod"}, jobs["companion-api"])
+	require.Contains(t, jobs, "remediator", "RemediatorDown needs up{job=\"remediator\"}")
+}
