@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -202,9 +203,14 @@ func (s *Server) docParams(w http.ResponseWriter, r *http.Request) (col, id stri
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (json.RawMessage, bool) {
 	var data json.RawMessage
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	if err := json.NewDecoder(body).Decode(&data); err != nil {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err := dec.Decode(&data); err != nil {
 		s.writeError(w, r, http.StatusBadRequest, fmt.Errorf("decode document body: %w", err))
+		return nil, false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		s.writeError(w, r, http.StatusBadRequest,
+			errors.New("decode document body: data after the JSON object"))
 		return nil, false
 	}
 	if err := store.ValidData(data); err != nil {

@@ -5,9 +5,11 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -216,7 +218,7 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 	r.Put("/admin/faults", s.putFaults)
 
 	r.Route("/v1/collections/{collection}", func(r chi.Router) {
-		r.Use(s.timeout, s.limit, s.inject)
+		r.Use(s.timeout, s.readWhole, s.limit, s.inject)
 		r.Get("/documents", s.listDocuments)
 		r.Post("/documents", s.createDocument)
 		r.Get("/documents/{id}", s.getDocument)
@@ -234,6 +236,31 @@ func (s *Server) timeout(next http.Handler) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// readWhole reads a request body in full, within MaxBodyBytes and the
+// server's read timeout, before the request takes a worker: a client that
+// sends its body slowly must not hold one of the few workers while it does.
+func (s *Server) readWhole(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				s.writeError(w, r, http.StatusRequestEntityTooLarge,
+					fmt.Errorf("request body is larger than %d bytes", s.cfg.MaxBodyBytes))
+				return
+			}
+			s.writeError(w, r, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
 	})
 }
 

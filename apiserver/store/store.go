@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // ErrNotFound is returned when a document does not exist.
@@ -99,9 +100,13 @@ func ValidID(id string) error {
 
 // ValidData checks that data is one JSON object.
 func ValidData(data json.RawMessage) error {
+	if !utf8.Valid(data) {
+		return fmt.Errorf("document body is not valid UTF-8: %w", ErrInvalid)
+	}
 	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return fmt.Errorf("document body must be a JSON object: %w", errors.Join(ErrInvalid, err))
+	// json.Unmarshal turns null into a nil map without error: refuse it.
+	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		return fmt.Errorf("document body must be a JSON object: %w", ErrInvalid)
 	}
 	return nil
 }
