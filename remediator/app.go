@@ -234,30 +234,49 @@ func loadAll(path string) (*Config, *engine.Rules, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.Prometheus.URL == "" {
-		// Cross-check: a verify step with a query needs a Prometheus.
-		var errs playbook.Errors
-		for _, pb := range set.All() {
-			for _, st := range pb.Steps {
-				if st.Query != "" {
-					errs = append(errs, playbook.Error{File: pb.File, Line: st.Line,
-						Msg: fmt.Sprintf("step %s queries Prometheus, but the configuration has no prometheus.url", st.Name)})
-				}
-			}
-		}
-		if len(errs) > 0 {
-			return nil, nil, errs
-		}
+	if errs := crossCheck(cfg, set); len(errs) > 0 {
+		return nil, nil, errs
 	}
 	return cfg, rules(cfg, set), nil
 }
 
+// crossCheck finds what the playbooks need from the configuration: a
+// Prometheus for verify queries, and the escalation chains they name.
+func crossCheck(cfg *Config, set *playbook.Set) playbook.Errors {
+	var errs playbook.Errors
+	for _, pb := range set.All() {
+		if pb.Escalation != "" {
+			if _, ok := cfg.Notify.Escalation.Chains[pb.Escalation]; !ok {
+				errs = append(errs, playbook.Error{File: pb.File, Line: pb.Line,
+					Msg: fmt.Sprintf("escalation chain %q is not defined in notify.escalation.chains",
+						pb.Escalation)})
+			}
+		}
+		for _, st := range pb.Steps {
+			if st.Query != "" && cfg.Prometheus.URL == "" {
+				errs = append(errs, playbook.Error{File: pb.File, Line: st.Line,
+					Msg: fmt.Sprintf("step %s queries Prometheus, but the configuration has no prometheus.url", st.Name)})
+			}
+		}
+	}
+	return errs
+}
+
 // Check validates the configuration and playbooks exactly as serve loads
-// them, and returns the playbook set.
+// them, reads the notification secrets as serve would, and returns the
+// playbook set.
 func Check(path string) (*Config, *playbook.Set, error) {
 	cfg, rules, err := loadAll(path)
 	if err != nil {
 		return nil, nil, err
+	}
+	d, err := dispatch.New(cfg.Notify, state.NewMemory(),
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("notifications: %w", err)
+	}
+	if err := d.Close(); err != nil {
+		return nil, nil, fmt.Errorf("notifications: %w", err)
 	}
 	return cfg, rules.Playbooks, nil
 }

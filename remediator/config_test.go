@@ -76,3 +76,35 @@ func TestEnvTokenAndBasicAuthExclude(t *testing.T) {
 	require.ErrorContains(t, err, "REMEDIATOR_WEBHOOK_TOKEN is set and webhook.basic_auth is configured")
 	require.True(t, strings.Contains(err.Error(), "line 2: REMEDIATOR_WEBHOOK_TOKEN"), err.Error())
 }
+
+func TestCheckCrossReferences(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.playbook.yml"), []byte(`version: 1
+name: c
+match: {alertname: A}
+target: {kind: Deployment, namespace: default, name: x}
+escalation: nosuchchain
+steps: [{action: restart}]
+`), 0o600))
+	cfg := filepath.Join(dir, "remediator.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("playbooks: ['*.playbook.yml']\nnamespaces: [default]\n"), 0o600))
+	_, _, err := Check(cfg)
+	require.ErrorContains(t, err, `c.playbook.yml:1: escalation chain "nosuchchain" is not defined`)
+}
+
+func TestCheckReadsNotificationSecrets(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.playbook.yml"), []byte(`version: 1
+name: a
+match: {alertname: A}
+target: {kind: Deployment, namespace: default, name: x}
+steps: [{action: restart}]
+`), 0o600))
+	cfg := filepath.Join(dir, "remediator.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("playbooks: ['*.playbook.yml']\nnamespaces: [default]\n"+
+		"notify:\n  email:\n    smarthost: 127.0.0.1:2525\n    from: remediator@example.com\n"+
+		"    username: bot\n    password_file: "+filepath.Join(dir, "missing")+"\n"), 0o600))
+	_, _, err := Check(cfg)
+	require.ErrorContains(t, err, "notifications:")
+	require.ErrorContains(t, err, "missing")
+}

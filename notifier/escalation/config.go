@@ -223,6 +223,9 @@ func (c Config) Validate() error {
 		errs = append(errs, c.validateChain(name, c.Chains[name])...)
 	}
 	for _, sev := range sortedKeys(c.Severities) {
+		if sev == "" || sev != strings.ToLower(sev) {
+			add("severities.%s: write severities in lower case, as they are matched lower-cased", sev)
+		}
 		if _, ok := c.Chains[c.Severities[sev]]; !ok {
 			add("severities.%s: unknown chain %q", sev, c.Severities[sev])
 		}

@@ -406,3 +406,14 @@ func TestMention(t *testing.T) {
 		})
 	}
 }
+
+// TestSeverityKeysMustBeLowerCase refuses severities that could never match:
+// alert severities are matched lower-cased.
+func TestSeverityKeysMustBeLowerCase(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Severities = map[string]string{"Critical": "p0", "": "p1", "warning": "p1"}
+	err := cfg.Validate()
+	require.ErrorContains(t, err, "severities.Critical: write severities in lower case")
+	require.ErrorContains(t, err, "severities.: write severities in lower case")
+	require.NotContains(t, err.Error(), "severities.warning")
+}

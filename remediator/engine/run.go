@@ -129,6 +129,9 @@ func (e *Engine) run(ctx context.Context, j job) {
 		log.InfoContext(ctx, "run skipped by guard", "reason", reason, "detail", detail)
 		e.metrics.skipped.WithLabelValues(reason).Inc()
 		rec.Result, rec.Reason = ResultSkipped, reason+": "+detail
+		// Nobody acted on a firing alert: open the incident for people, so
+		// its escalation chain finds someone.
+		e.emit(j, notifier.Opened, "", nil)
 		if reason == ReasonApproval {
 			rec.Result = ResultAwaitingApproval
 			e.emit(j, notifier.NeedsApproval, detail, nil)
