@@ -148,6 +148,8 @@ func (e *Engine) run(ctx context.Context, j job) {
 	if err != nil || !ok {
 		rec.Result, rec.Reason = ResultSkipped, ReasonLocked+": another run is acting on the target"
 		if err != nil {
+			// Nothing was done: let a repeat of the alert claim it again.
+			e.release(ctx, j.claimKey)
 			rec.Result, rec.Reason = ResultError, err.Error()
 		}
 		log.InfoContext(ctx, "run skipped", "reason", rec.Reason)
@@ -166,7 +168,6 @@ func (e *Engine) run(ctx context.Context, j job) {
 	if err := e.saveRun(ctx, j, rec); err != nil {
 		log.ErrorContext(ctx, "record run start, not acting", "err", err)
 		e.release(ctx, j.claimKey)
-		rec.Result, rec.Reason = ResultError, err.Error()
 		e.metrics.runs.WithLabelValues(j.playbook.Name, ResultError).Inc()
 		return
 	}
